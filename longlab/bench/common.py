@@ -1,0 +1,86 @@
+"""Shared benchmark plumbing: timing, environment stamp, CSV output and a printed table."""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+DEFAULT_DIR = Path(os.environ.get("LONGLAB_BENCH_DIR", Path(__file__).resolve().parents[2] / "data" / "bench"))
+
+
+def sync(device: torch.device | str | None = None) -> None:
+    """Wait for queued GPU work so wall-clock timings are honest."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, device=None) -> float:
+    """Median wall-clock seconds of fn() over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def device_label(device: torch.device | str = "cpu") -> str:
+    """Short description of where a benchmark ran (CPU model / GPU name, threads)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def stamp() -> dict:
+    """Columns added to every row: when, torch version."""
+    return {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__}
+
+
+def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
+    """Write rows (dicts with the same keys) to CSV, creating parent folders. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        raise ValueError(f"no benchmark rows to write to {path}")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Read a benchmark CSV back (values as strings)."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
+    """Plain-text table of rows; floats shown with 4 significant digits."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0])
+
+    def cell(value):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    body = [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in body]
+    return "\n".join(lines)
