@@ -1,0 +1,10 @@
+"""longlab.viz: plotly figures and ipywidgets controls for the notebooks.
+
+Every figure is drawn from a longlab object (a Pattern, a memory, a communicator): viz never re-derives
+what the library computes. Modules:
+- `viz.theme`: colours (COLORS, BRANCH_COLORS, METHOD_COLORS), fonts, `style(fig, ...)`, `apply_theme(fig)`.
+- `viz.widgets`: `interactive()`/`as_widget(fig)`: FigureWidget in a live kernel, plain go.Figure headless.
+- `viz.pattern_heatmap`: query x key heatmap of a Pattern, coloured by branch; `pattern_explorer()` widget.
+- `viz.complexity`: dense attention cost (FLOPs, score-matrix bytes) vs sequence length.
+longlab itself never imports viz.
+"""
