@@ -1,0 +1,88 @@
+"""Interactive when a person is looking, static when headless: one switch for every notebook widget.
+
+`interactive(flag=None)` decides: an explicit True/False wins; otherwise the environment variable
+LONGLAB_HEADLESS ("1"/"true"/"yes" -> headless) wins; otherwise we are interactive only inside a running
+IPython kernel (JupyterLab, VS Code). tests/test_notebooks.py sets LONGLAB_HEADLESS=1, so papermill runs
+render plain go.Figure outputs (which survive in the executed .ipynb) instead of widget views that need a
+live kernel.
+
+`explorer(make_figure, controls)` is the slider-driven wrapper every viz widget uses: interactive -> an
+ipywidgets VBox(controls, FigureWidget) that redraws on every change; headless -> make_figure(**defaults).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+import plotly.graph_objects as go
+
+HEADLESS_ENV = "LONGLAB_HEADLESS"
+
+
+def interactive(flag: bool | None = None) -> bool:
+    """True when widgets should be live (see module docstring for the rule)."""
+    if flag is not None:
+        if not isinstance(flag, bool):
+            raise TypeError(f"interactive must be True, False or None, got {flag!r}")
+        return flag
+    env = os.environ.get(HEADLESS_ENV, "").strip().lower()
+    if env in ("1", "true", "yes"):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def as_widget(fig: go.Figure, flag: bool | None = None):
+    """go.FigureWidget(fig) when interactive(flag), else `fig` unchanged."""
+    return go.FigureWidget(fig) if interactive(flag) else fig
+
+
+def replace_figure(target: go.FigureWidget, new: go.Figure) -> None:
+    """Swap all traces and the layout of a live FigureWidget in one front-end update."""
+    with target.batch_update():
+        target.data = ()
+        target.add_traces(list(new.data))
+        target.layout = new.layout
+
+
+def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, object], flag: bool | None = None,
+             columns: int = 3):
+    """Slider-driven figure: `make_figure(**{name: control.value})` redrawn whenever a control changes.
+
+    controls: name -> ipywidgets control (IntSlider, Dropdown, Checkbox, ...); names are make_figure's
+    keyword arguments. Returns an ipywidgets VBox (controls on top, a FigureWidget below) when interactive,
+    else the static go.Figure for the controls' current values. The VBox keeps `.figure` (the FigureWidget)
+    and `.controls` attributes for tests and notebooks.
+    """
+    if not callable(make_figure):
+        raise TypeError(f"make_figure must be callable, got {type(make_figure).__name__}")
+    if not controls:
+        raise ValueError("controls must name at least one ipywidgets control, e.g. {'n': IntSlider(...)}")
+    for name, control in controls.items():
+        if not hasattr(control, "value") or not hasattr(control, "observe"):
+            raise TypeError(f"controls[{name!r}] must be an ipywidgets control, got {type(control).__name__}")
+
+    def values():
+        return {name: control.value for name, control in controls.items()}
+
+    if not interactive(flag):
+        return make_figure(**values())
+
+    import ipywidgets as w
+
+    figure = go.FigureWidget(make_figure(**values()))
+
+    def redraw(_change=None):
+        replace_figure(figure, make_figure(**values()))
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    items = list(controls.values())
+    rows = [w.HBox(items[i:i + columns]) for i in range(0, len(items), columns)]
+    box = w.VBox([*rows, figure])
+    box.figure, box.controls, box.redraw = figure, dict(controls), redraw
+    return box
