@@ -1,0 +1,1 @@
+"""longlab.analysis: numbers about attention (costs, where attention mass goes) that figures plot."""
