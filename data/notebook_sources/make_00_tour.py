@@ -5,6 +5,8 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from nbwrite import code, md, params, write_notebook  # noqa: E402
 
+NOTEBOOK = "00_tour.ipynb"
+
 cells = [
     md("""
 # longlab tour: what long sequences cost
@@ -97,4 +99,4 @@ display(Markdown("**All notebooks in this folder**\\n\\n" + notebooks_markdown("
 ]
 
 if __name__ == "__main__":
-    print(write_notebook("00_tour.ipynb", cells))
+    print(write_notebook(NOTEBOOK, cells))

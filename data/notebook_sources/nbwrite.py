@@ -5,7 +5,13 @@ Use from a generator script next to this file:
 
     import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).parent))
     from nbwrite import md, params, code, write_notebook
-    write_notebook("00_tour.ipynb", [md("# Title"), params("N = 64"), code("print(N)")])
+    NOTEBOOK = "00_tour.ipynb"
+    cells = [md("# Title"), params("N = 64"), code("print(N)")]
+    if __name__ == "__main__":
+        write_notebook(NOTEBOOK, cells)
+
+Defining module-level NOTEBOOK and cells (and writing only under __main__) lets
+tests/test_notebooks.py check that the committed notebook matches its generator.
 
 `write_notebook` puts the file in notebooks/ (relative names), with no outputs and no execution counts,
 the python3 kernelspec, and checks that the first code cell is the one tagged `parameters` (papermill
