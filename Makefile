@@ -8,6 +8,8 @@ TORCH_INDEX ?=
 EXTRAS ?= dev,faiss,browser,export
 PYTEST_ARGS ?= -n 2
 LAB_PORT ?= 8888
+# Jupyter refuses to start as root unless told; containers often run as root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.longlab-installed
@@ -24,9 +26,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab: setup
-	@echo "Starting JupyterLab on 127.0.0.1:$(LAB_PORT); open the URL with the token printed below."
-	$(BIN)/jupyter lab notebooks/00_tour.ipynb --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
-		--LabApp.news_url=None --ServerApp.root_dir=$(CURDIR)
+	@token=$$($(BIN)/python -c "import secrets; print(secrets.token_hex(24))"); \
+	echo ""; echo "longlab tour: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/00_tour.ipynb?token=$$token"; echo ""; \
+	JUPYTER_TOKEN=$$token exec $(BIN)/jupyter lab notebooks/00_tour.ipynb --ServerApp.ip=127.0.0.1 \
+		--ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 --LabApp.news_url=None \
+		--ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
