@@ -1,0 +1,80 @@
+"""Sequence parallelism on real processes (torch.distributed, gloo, fork): exactness, bytes vs the
+simulator, failure handling. Each launch takes a fraction of a second."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from longlab.parallel import layout
+from longlab.parallel.launch import launch
+from longlab.parallel.ops import heads_to_seq, seq_to_heads
+from longlab.parallel.simulate import simulate
+from test_parallel import OPTS, make_qkv, truth
+
+pytestmark = pytest.mark.distributed
+
+
+@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("method", layout.METHODS)
+def test_real_processes_equal_single_device_and_simulator(method, world):
+    for causal in (False, True):
+        q, k, v = make_qkv(32, batch=1)
+        out, trace = launch(method, q, k, v, world, causal=causal, timeout=60, **OPTS[method])
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, (q, k, v), grad)
+        ref = truth(method, q, k, v, causal)
+        want = torch.autograd.grad(ref, (q, k, v), grad)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
+        for name, a, b in zip("qkv", got, want):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"d{name} differs")
+        sim_out, sim_trace = simulate(method, q, k, v, world, causal=causal, **OPTS[method])
+        torch.autograd.grad(sim_out, (q, k, v), grad)
+        # measured bytes (what each process handed to gloo) match the simulator, forward and backward
+        assert trace.sent("forward") == sim_trace.sent("forward")
+        assert trace.sent("backward") == sim_trace.sent("backward")
+        assert trace.measured and trace.time > 0 and len(trace.rank_times) == world
+
+
+def _roundtrip(group, q, k, v, causal=False, scale=None):
+    back = heads_to_seq(group, seq_to_heads(group, q))
+    if not torch.equal(back, q):
+        raise AssertionError("all-to-all then its inverse changed the data")
+    return back
+
+
+def test_real_all_to_all_inverse_is_bit_exact():
+    q = torch.randn(1, 4, 12, 3)
+    out, trace = launch(_roundtrip, q, q, q, 4, timeout=30, layout="ring")
+    assert torch.equal(out, q)
+    assert trace.bytes_sent == [2 * q[:, :, :3].numel() * 4 * 3 // 4] * 4
+
+
+def _raises_on_rank_one(group, q, k, v, causal=False, scale=None):
+    if group.rank == 1:
+        raise ValueError("rank one is broken")
+    group.barrier()  # the others wait for rank 1 forever (gloo timeout is long): the parent must stop them
+    return q
+
+
+def _hangs_on_rank_zero(group, q, k, v, causal=False, scale=None):
+    if group.rank == 0:
+        time.sleep(60)
+    return q
+
+
+def test_a_rank_that_raises_ends_the_launch_with_its_traceback():
+    q = torch.randn(1, 2, 8, 4)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"(?s)rank 1 raised.*rank one is broken"):
+        launch(_raises_on_rank_one, q, q, q, 2, timeout=20, layout="ring")
+    assert time.monotonic() - start < 15
+
+
+def test_a_hanging_rank_ends_in_a_timeout_not_a_hang():
+    q = torch.randn(1, 2, 8, 4)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"ranks \[0(, 1)?\] did not finish within timeout=2"):
+        launch(_hangs_on_rank_zero, q, q, q, 2, timeout=2, layout="ring")
+    assert time.monotonic() - start < 10
