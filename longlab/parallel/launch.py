@@ -46,26 +46,28 @@ def _worker(rank, world_size, port, backend, timeout, program, inputs, grad, res
             backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
             timeout=datetime.timedelta(seconds=timeout),
         )
-        try:
-            group = TorchGroup()
-            leaves = tuple(t.detach().requires_grad_(grad is not None) for t in inputs)
-            group.barrier()
-            start = time.perf_counter()
-            with torch.set_grad_enabled(grad is not None):
-                out = program(group, *leaves)
-                grads = None
-                if grad is not None:
-                    found = torch.autograd.grad(out, leaves, grad, allow_unused=True)
-                    grads = [torch.zeros_like(x) if d is None else d for x, d in zip(leaves, found)]
-            elapsed = time.perf_counter() - start
-            group.barrier()
-            payload = {"out": out.detach(), "grads": grads, "events": group.trace.events, "time": elapsed}
-        finally:
-            dist.destroy_process_group()
+        group = TorchGroup()
+        leaves = tuple(t.detach().requires_grad_(grad is not None) for t in inputs)
+        group.barrier()
+        start = time.perf_counter()
+        with torch.set_grad_enabled(grad is not None):
+            out = program(group, *leaves)
+            grads = None
+            if grad is not None:
+                found = torch.autograd.grad(out, leaves, grad, allow_unused=True)
+                grads = [torch.zeros_like(x) if d is None else d for x, d in zip(leaves, found)]
+        elapsed = time.perf_counter() - start
+        group.barrier()
+        payload = {"out": out.detach(), "grads": grads, "events": group.trace.events, "time": elapsed}
+        dist.destroy_process_group()
         results.put(("ok", rank, pickle.dumps(payload)))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        # Report before anything else: the other ranks only fail (connection reset) once this one exits,
+        # so the parent sees the root cause first.
         results.put(("error", rank, traceback.format_exc()))
-        raise SystemExit(1)
+        results.close()
+        results.join_thread()
+        os._exit(1)
 
 
 def run_world(program, per_rank_inputs, grads=None, backend="gloo", timeout=60.0, start_method="fork") -> list[dict]:
