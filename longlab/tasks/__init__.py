@@ -1,0 +1,10 @@
+"""Tasks and data: the pydoc_data corpus, passkey retrieval, dictionary lookup (all deterministic given a seed)."""
+from .corpus import Document, decode, encode, load_documents, split_documents, unigram_loss
+from .dictionary import DictionaryExample, dictionary_batch, make_dictionary, score_dictionary
+from .passkey import PasskeyExample, make_passkey, make_passkeys, passkey_accuracy, score_passkey
+
+__all__ = [
+    "Document", "decode", "encode", "load_documents", "split_documents", "unigram_loss",
+    "DictionaryExample", "dictionary_batch", "make_dictionary", "score_dictionary",
+    "PasskeyExample", "make_passkey", "make_passkeys", "passkey_accuracy", "score_passkey",
+]

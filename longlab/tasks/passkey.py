@@ -1,0 +1,63 @@
+"""Passkey retrieval (Landmark Attention, arXiv 2305.16300; LongLLaMA, arXiv 2307.03170): find a number hidden
+in long filler text. Prompt = instruction line, filler of short plain sentences, one line stating a random pass
+key (1..50000) twice, more filler, and a question. Accuracy = exact match of the generated number.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+INSTRUCTION = ("There is a pass key hidden in the text below, among many unimportant sentences. "
+               "Find it and remember it; you will be asked for it at the end.\n")
+FILLER = "The grass is green. The sky is blue. The sun is warm. Here we go. There and back again. "
+KEY_LINE = "\nThe pass key is {key}. Remember it. {key} is the pass key.\n"
+QUESTION = "\nWhat is the pass key? The pass key is "
+
+
+@dataclass(frozen=True)
+class PasskeyExample:
+    prompt: str
+    answer: str  # the pass key as decimal text
+    key_offset: int  # character offset of the key line in the prompt
+    depth: float  # requested relative depth of the key line (0 = start, 1 = end)
+
+    def __repr__(self) -> str:
+        return f"PasskeyExample(len={len(self.prompt)} chars, key={self.answer}, depth={self.depth:.2f})"
+
+
+def make_passkey(length: int, depth: float | None = None, seed: int = 0) -> PasskeyExample:
+    """One prompt of about `length` characters (never shorter than the fixed parts), key at relative `depth`
+    (default: drawn uniformly from [0, 1] by the seeded generator). Deterministic given (length, depth, seed)."""
+    if not isinstance(length, int) or length < 1:
+        raise ValueError(f"length must be a positive int (characters), got {length!r}")
+    if depth is not None and not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth must be in [0, 1], got {depth!r}")
+    rng = random.Random(seed)
+    key = rng.randint(1, 50000)
+    depth = rng.random() if depth is None else depth
+    key_line = KEY_LINE.format(key=key)
+    filler_chars = max(0, length - len(INSTRUCTION) - len(key_line) - len(QUESTION))
+    filler = (FILLER * (filler_chars // len(FILLER) + 1))[:filler_chars]
+    cut = int(round(depth * filler_chars))
+    prompt = INSTRUCTION + filler[:cut] + key_line + filler[cut:] + QUESTION
+    return PasskeyExample(prompt, str(key), len(INSTRUCTION) + cut, depth)
+
+
+def make_passkeys(length: int, count: int, seed: int = 0) -> list[PasskeyExample]:
+    """`count` prompts at one length, depths evenly spread over [0, 1], keys seeded."""
+    depths = [i / max(1, count - 1) for i in range(count)]
+    return [make_passkey(length, d, seed=seed * 100003 + i) for i, d in enumerate(depths)]
+
+
+def score_passkey(generated: str, answer: str) -> bool:
+    """Exact match: the first integer in the generated continuation equals the pass key."""
+    found = re.search(r"\d+", generated)
+    return found is not None and found.group() == answer
+
+
+def passkey_accuracy(generate, examples: list[PasskeyExample]) -> float:
+    """Fraction of examples where generate(prompt) -> text scores as correct."""
+    if not examples:
+        raise ValueError("examples is empty; make some with make_passkeys(length, count)")
+    return sum(score_passkey(generate(e.prompt), e.answer) for e in examples) / len(examples)
