@@ -76,6 +76,26 @@ class Pattern:
 
         return mod
 
+    def block_occupancy(self, heads: int, n: int, block: int = 128) -> torch.Tensor:
+        """bool (H, ceil(N/block), ceil(N/block)): True where a block x block tile of the union mask has any
+        visible pair, i.e. a tile a block-sparse masked kernel (FlexAttention's BlockMask) must compute."""
+        _check_positive_int("block", block)
+        union = self.multiplicity(heads, n) > 0
+        nb = -(-n // block)
+        padded = torch.zeros(heads, nb * block, nb * block, dtype=torch.bool)
+        padded[:, :n, :n] = union
+        return padded.view(heads, nb, block, nb, block).any(dim=4).any(dim=2)
+
+    def block_density(self, heads: int, n: int, block: int = 128) -> float:
+        """Fraction of block x block tiles (over all heads) that are non-empty (1 - block sparsity)."""
+        return float(self.block_occupancy(heads, n, block).float().mean())
+
+    def flex_block_mask(self, heads: int, n: int, block: int = 128):
+        """FlexAttention `BlockMask` for the union mask (torch.nn.attention.flex_attention.create_block_mask)."""
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        return create_block_mask(self.mask_mod(heads, n), 1, heads, n, n, device="cpu", BLOCK_SIZE=block)
+
 
 @dataclass(frozen=True)
 class Dense(Pattern):

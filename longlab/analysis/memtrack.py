@@ -1,0 +1,60 @@
+"""Peak tensor memory of a call, on any device, by watching every tensor an op creates.
+
+CPU has no `max_memory_allocated`; instead a TorchDispatchMode sees each op's outputs (forward and backward),
+adds the bytes of every new storage and subtracts them when the storage is freed. The peak counts tensors
+created during the call (activations, saved tensors, outputs, gradients), not the inputs that already
+existed, and not scratch buffers a fused kernel allocates internally.
+"""
+from __future__ import annotations
+
+import time
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+
+class TensorMemoryTracker(TorchDispatchMode):
+    """Context manager: `with TensorMemoryTracker() as t: fn()`, then `t.peak_bytes`, `t.current_bytes`."""
+
+    def __init__(self):
+        super().__init__()
+        self.current_bytes = 0
+        self.peak_bytes = 0
+        self._live: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        if key in self._live:
+            self._live.discard(key)
+            self.current_bytes -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            storage = t.untyped_storage()
+            key, nbytes = storage.data_ptr(), storage.nbytes()
+            if nbytes == 0 or key in self._live:
+                continue
+            self._live.add(key)
+            self.current_bytes += nbytes
+            self.peak_bytes = max(self.peak_bytes, self.current_bytes)
+            weakref.finalize(storage, self._free, key, nbytes)
+        return out
+
+    def __repr__(self) -> str:
+        return f"TensorMemoryTracker(peak={self.peak_bytes / 2**20:.1f} MiB, live={self.current_bytes / 2**20:.1f} MiB)"
+
+
+def timed_peak(fn, device=None) -> tuple[float, int]:
+    """Run fn() once; return (wall seconds, peak bytes of tensors created during the call)."""
+    tracker = TensorMemoryTracker()
+    with tracker:
+        start = time.perf_counter()
+        fn()
+        if device is not None and torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    return elapsed, tracker.peak_bytes

@@ -1,0 +1,207 @@
+"""LongNet dilated attention (Ding et al. 2023, arXiv 2307.02486), exact, on `attend` + `merge`.
+
+Per branch (w_i, r_i) the kept rows of each segment are gathered into dense blocks (see `dilated_layout`),
+`attend` runs on them (exact gradients through out AND lse), the results are scattered back and the branches
+are merged by log-sum-exp (paper eq. 10: weights softmax over branches of their normalisers). The FLOPs are
+the gathered ones, 2 N d sum_i w_i / r_i^2 per head for QK^T, not the N^2 of a masked dense kernel.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .dilated_layout import block_multiplicity, branch_blocks, gather
+from .kernels import attend
+from .patterns import Dilated
+from .validate import check_qkv, check_scale, expand_kv_heads
+
+
+def _as_list(name: str, value) -> list:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of positive ints (one per branch), got {value!r}")
+    return list(value)
+
+
+def _biased_attention(q, k, v, log_weight, causal, scale):
+    """Dense softmax over (..., m, m) scores + log_weight (used by dedupe); exact autograd, rows never empty."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale + log_weight
+    if causal:
+        m = q.shape[-2]
+        upper = torch.ones(m, m, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(upper, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    return torch.matmul(torch.exp(scores - lse[..., None]), v), lse
+
+
+def _branch(q, k, v, pattern, branch, causal, scale, dedupe):
+    """[(block, out_b (B, G*S, m, Dv), lse_b (B, G*S, m))] for one branch, each block a dense problem."""
+    heads, n = q.shape[1], q.shape[2]
+    results = []
+    for block in branch_blocks(pattern, branch, heads, n):
+        qb, kb, vb = gather(q, block), gather(k, block), gather(v, block)
+        if dedupe:
+            mult = block_multiplicity(pattern, block, heads, n).to(q.device)  # (G, S, m, m)
+            log_w = -mult.to(q.dtype).log().reshape(1, -1, block.rows, block.rows)
+            out_b, lse_b = _biased_attention(qb, kb, vb, log_w, causal, scale)
+        else:
+            out_b, lse_b = attend(qb, kb, vb, causal=causal, scale=scale)
+        results.append((block, out_b, lse_b))
+    return results
+
+
+def _merge_branches(branches, shape, like):
+    """LSE-merge of all branches' blocks straight into one (B, H, N, Dv) output (paper eq. 10).
+
+    Same maths as `merge` on scattered per-branch tensors, without materialising a zero-filled full-size output
+    per branch: only the small (B, H, N) lse maps are scattered; each block's output is weighted and added
+    into its rows. Uncovered rows keep weight 0; rows covered by no branch give out 0, lse -inf. Exact grads.
+    """
+    bsz, heads, n, dv = shape
+    lse_maps = []
+    for results in branches:
+        lse_b = like.new_full((bsz, heads, n), float("-inf"))
+        for block, _, l_b in results:
+            lse_b[:, block.heads, block.start : block.stop : block.step] = l_b.reshape(bsz, -1, block.total_rows)
+        lse_maps.append(lse_b)
+    lses = torch.stack(lse_maps)  # (branches, B, H, N)
+    top = lses.amax(dim=0).detach()  # a stabiliser only: its gradient cancels exactly
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = torch.exp(lses - top).sum(dim=0)
+    empty = total == 0
+    lse = torch.where(empty, torch.full_like(total, float("-inf")),
+                      top + torch.where(empty, torch.ones_like(total), total).log())
+    safe_lse = torch.where(empty, torch.zeros_like(lse), lse)
+    out = None
+    for lse_b, results in zip(lse_maps, branches):
+        weight = torch.exp(lse_b - safe_lse)  # (B, H, N); 0 where the branch does not cover the row
+        for block, o_b, _ in results:
+            rows = (block.heads, slice(block.start, block.stop, block.step))
+            o_b = o_b.reshape(bsz, -1, block.total_rows, dv)
+            if out is None and block.covers_all(n):  # the r = 1 branch: a pure view, no zero fill
+                out = o_b * weight[..., None]
+                continue
+            if out is None:
+                out = like.new_zeros(bsz, heads, n, dv)
+            out[:, rows[0], rows[1]] += o_b * weight[:, rows[0], rows[1], None]
+    return out, lse
+
+
+def dilated_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    segment_lengths,
+    dilation_rates,
+    causal: bool = False,
+    offsets="reference",
+    dedupe: bool = False,
+    scale: float | None = None,
+    return_lse: bool = False,
+):
+    """LongNet multi-branch dilated self-attention (arXiv 2307.02486, eqs. 4-10).
+
+    Shapes: q (B, H, N, D), k and v (B, Hk, N, D / Dv) with Hk dividing H (grouped-query heads are repeated);
+    returns out (B, H, N, Dv), and lse (B, H, N) when `return_lse`.
+
+    Branch i: segments of w_i = min(segment_lengths[i], N); inside a segment head h keeps the rows whose
+    in-segment index is = offset_i(h) (mod r_i = dilation_rates[i]); kept rows attend densely (causally when
+    `causal`: causal among kept rows = causal on positions) within their segment (eqs. 4-7). The last
+    partial segment (N not a multiple of w_i) keeps only real rows: no padding is attended.
+    Branches are merged by lse (eq. 10), so a key seen through several branches counts once per branch, as in
+    the paper and its reference code. `dedupe=True` counts every visible key once (union of the branches'
+    key sets; each copy is weighted 1 / multiplicity inside the blocks; slower masked-math blocks).
+    offsets: "reference" (h // ceil(H / r), LongNet's code), "paper" (h mod r) or [[offset per head] per branch].
+    Rows a head covers in no branch give out = 0 and lse = -inf (never NaN). Gradients are exact.
+    Semantics = `reference_attention(..., multiplicity=Dilated(...).multiplicity(H, N))` (or `> 0` if dedupe).
+    """
+    check_qkv(q, k, v)
+    if q.shape[2] != k.shape[2]:
+        raise ValueError(
+            f"dilated attention is self-attention: q has N={q.shape[2]} but k/v have N={k.shape[2]}; "
+            f"pass q, k, v of the same sequence length"
+        )
+    scale = check_scale(scale, q.shape[-1])
+    for name, flag in (("causal", causal), ("dedupe", dedupe), ("return_lse", return_lse)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    pattern = Dilated(_as_list("segment_lengths", segment_lengths), _as_list("dilation_rates", dilation_rates),
+                      causal=causal, offsets=offsets)
+    heads = q.shape[1]
+    for b in range(pattern.num_branches):
+        pattern.head_offsets(b, heads)  # validates explicit offset lists against H
+    k, v = expand_kv_heads(k, heads), expand_kv_heads(v, heads)
+    branches = [_branch(q, k, v, pattern, b, causal, scale, dedupe) for b in range(pattern.num_branches)]
+    # Order so a branch whose single block covers everything (r = 1, N % w == 0) seeds the output as a view.
+    branches.sort(key=lambda res: not (len(res) == 1 and res[0][0].covers_all(q.shape[2])))
+    out, lse = _merge_branches(branches, (*q.shape[:3], v.shape[-1]), q)
+    return (out, lse) if return_lse else out
+
+
+class DilatedAttention(nn.Module):
+    """Multi-head LongNet dilated self-attention with input/output projections (arXiv 2307.02486, eq. 10-11).
+
+    Drop-in for `nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)` used as self-attention:
+    `forward(query, key=None, value=None, ...)` takes (B, N, E) and returns (out (B, N, E), None).
+    key/value default to query; attention weights are never materialised (need_weights must be False) and
+    attn_mask / key_padding_mask are not supported (use `causal`).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, segment_lengths=(2048, 4096, 8192),
+                 dilation_rates=(1, 2, 4), causal: bool = False, offsets="reference", dedupe: bool = False,
+                 bias: bool = True, dropout: float = 0.0, device=None, dtype=None):
+        super().__init__()
+        for name, val in (("embed_dim", embed_dim), ("num_heads", num_heads)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        # Validate the pattern once here so a bad config fails at construction, not at the first forward.
+        self.pattern = Dilated(_as_list("segment_lengths", segment_lengths),
+                               _as_list("dilation_rates", dilation_rates), causal=causal, offsets=offsets)
+        for b in range(self.pattern.num_branches):
+            self.pattern.head_offsets(b, num_heads)
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.causal, self.offsets, self.dedupe, self.dropout = causal, offsets, dedupe, dropout
+        self.batch_first = True
+        kw = {"device": device, "dtype": dtype}
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **kw)
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **kw)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **kw)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **kw)
+
+    def extra_repr(self) -> str:
+        p = self.pattern
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, segment_lengths={list(p.segment_lengths)}, "
+                f"dilation_rates={list(p.dilation_rates)}, causal={self.causal}, offsets={self.offsets!r}, "
+                f"dedupe={self.dedupe}")
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, E) -> (B, H, N, D)
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, query, key=None, value=None, key_padding_mask=None, need_weights=False, attn_mask=None,
+                is_causal=None):
+        """query/key/value (B, N, E) -> (out (B, N, E), None)."""
+        if query.dim() != 3 or query.shape[-1] != self.embed_dim:
+            raise ValueError(f"query must be (B, N, {self.embed_dim}) (batch_first), got {tuple(query.shape)}")
+        if key_padding_mask is not None or attn_mask is not None:
+            raise ValueError("DilatedAttention does not take attn_mask/key_padding_mask; use causal=True at init")
+        if need_weights:
+            raise ValueError("DilatedAttention never materialises attention weights; call with need_weights=False")
+        if is_causal is not None and bool(is_causal) != self.causal:
+            raise ValueError(f"is_causal={is_causal} disagrees with causal={self.causal} set at construction")
+        key = query if key is None else key
+        value = key if value is None else value
+        q, k, v = (self._split(proj(x)) for proj, x in ((self.q_proj, query), (self.k_proj, key),
+                                                        (self.v_proj, value)))
+        p = self.pattern
+        out = dilated_attention(q, k, v, list(p.segment_lengths), list(p.dilation_rates), causal=self.causal,
+                                offsets=self.offsets, dedupe=self.dedupe)
+        out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], self.embed_dim)
+        out = nn.functional.dropout(out, self.dropout, self.training)
+        return self.out_proj(out), None

@@ -1,0 +1,110 @@
+"""`longlab bench dilated`: LongNet dilated attention vs dense SDPA with the same causality, same run.
+
+Config (issue 3): 8 heads, D = 64, float32, segment_lengths [2048, 4096, 8192], dilation_rates [1, 2, 4].
+Targets on the 2-core CPU: N = 16384 non-causal >= 4.0x faster than SDPA (FLOP ideal 4.57x); N = 65536
+non-causal and causal >= 15x (ideal 18.3x); time(65536) / time(16384) <= 4.6; forward+backward at 65536 >= 8x.
+`speedup` = sdpa_s / dilated_s; `flop_ideal_speedup` = dense pairs / dilated pairs from the pattern objects.
+Peak memory = bytes of tensors created during the call (see longlab.analysis.memtrack), inputs excluded.
+Dense SDPA at N = 65536 takes ~40 s forward on a quiet 2-core CPU, so large sizes run once (no warm-up).
+"""
+from __future__ import annotations
+
+import statistics
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..analysis.memtrack import timed_peak
+from ..attention.dilated import dilated_attention
+from ..attention.patterns import Dense, Dilated
+from .common import DEFAULT_DIR, device_label, stamp
+
+NAME = "dilated"
+HELP = "time LongNet dilated attention vs dense SDPA (forward, forward+backward, peak memory), N = 4k..64k"
+COLUMNS = ["N", "causal", "pass", "dilated_s", "sdpa_s", "speedup", "flop_ideal_speedup", "dilated_peak_mib",
+           "sdpa_peak_mib", "growth_vs_prev"]
+LARGE = 32768  # from this N on: one timed run, no warm-up (dense SDPA is tens of seconds)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 65536])
+    parser.add_argument("--quick", action="store_true", help="small smoke run: N = 2048, 8192, forward only")
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--segment-lengths", type=int, nargs="+", default=[2048, 4096, 8192])
+    parser.add_argument("--dilation-rates", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--causal", choices=["both", "yes", "no"], default="both")
+    parser.add_argument("--backward-sizes", type=int, nargs="*", default=[16384, 65536],
+                        help="sizes (among --sizes) also timed forward+backward, non-causal")
+    parser.add_argument("--repeats", type=int, default=3, help="median of this many runs below N = 32768")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=None, help="CSV path (default data/bench/dilated_<device>.csv)")
+
+
+def _measure(fn, n, repeats, device):
+    """(median seconds, peak bytes): warm-up + `repeats` runs for small N, a single run for large N."""
+    if n < LARGE:
+        fn()
+        runs = [timed_peak(fn, device) for _ in range(repeats)]
+    else:
+        runs = [timed_peak(fn, device)]
+    return statistics.median(t for t, _ in runs), max(p for _, p in runs)
+
+
+def _forward_fns(q, k, v, args, causal):
+    def ours():
+        with torch.no_grad():
+            dilated_attention(q, k, v, args.segment_lengths, args.dilation_rates, causal=causal)
+
+    def sdpa():
+        with torch.no_grad():
+            F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    return ours, sdpa
+
+
+def _backward_fns(q, k, v, args, causal):
+    qg, kg, vg = (t.detach().clone().requires_grad_() for t in (q, k, v))
+
+    def ours():
+        dilated_attention(qg, kg, vg, args.segment_lengths, args.dilation_rates, causal=causal).sum().backward()
+
+    def sdpa():
+        F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal).sum().backward()
+
+    return ours, sdpa
+
+
+def run(args) -> list[dict]:
+    if args.quick:
+        args.sizes, args.backward_sizes, args.repeats = [2048, 8192], [], 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    causal_modes = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
+    jobs = [(n, c, "fwd") for n in args.sizes for c in causal_modes]
+    jobs += [(n, False, "fwd+bwd") for n in args.sizes if n in args.backward_sizes]
+    rows, last = [], {}
+    for n, causal, pass_ in tqdm(jobs, desc="bench dilated", unit="case"):
+        gen = torch.Generator().manual_seed(n)
+        q, k, v = (torch.randn(1, args.heads, n, args.head_dim, generator=gen).to(device) for _ in range(3))
+        make = _forward_fns if pass_ == "fwd" else _backward_fns
+        ours, sdpa = make(q, k, v, args, causal)
+        t_ours, m_ours = _measure(ours, n, args.repeats, device)
+        t_sdpa, m_sdpa = _measure(sdpa, n, args.repeats, device)
+        pattern = Dilated(args.segment_lengths, args.dilation_rates, causal=causal)
+        ideal = Dense(causal).pairs(args.heads, n) / pattern.pairs(args.heads, n)
+        prev = last.get((causal, pass_))
+        rows.append({
+            "N": n, "causal": causal, "pass": pass_, "dilated_s": t_ours, "sdpa_s": t_sdpa,
+            "speedup": t_sdpa / t_ours, "flop_ideal_speedup": ideal,
+            "dilated_peak_mib": m_ours / 2**20, "sdpa_peak_mib": m_sdpa / 2**20,
+            "growth_vs_prev": "" if prev is None else f"{t_ours / prev[1]:.3g} for N x{n // prev[0]}",
+            "heads": args.heads, "D": args.head_dim, "segment_lengths": " ".join(map(str, args.segment_lengths)),
+            "dilation_rates": " ".join(map(str, args.dilation_rates)), "device": device_label(device), **stamp(),
+        })
+        last[(causal, pass_)] = (n, t_ours)
+    args.out = args.out or str(DEFAULT_DIR / f"dilated_{device.type}.csv")
+    return rows
