@@ -78,3 +78,25 @@ def test_a_hanging_rank_ends_in_a_timeout_not_a_hang():
     with pytest.raises(TimeoutError, match=r"ranks \[0(, 1)?\] did not finish within timeout=2"):
         launch(_hangs_on_rank_zero, q, q, q, 2, timeout=2, layout="ring")
     assert time.monotonic() - start < 10
+
+
+def test_cli_prints_bytes_per_rank_beside_the_formula(capsys):
+    from longlab.cli import main
+
+    assert main(["parallel", "--method", "ring", "--world", "2", "--seq", "64", "--heads", "2", "--head-dim", "8",
+                 "--causal", "--timeout", "30"]) == 0
+    text = capsys.readouterr().out
+    block = 2 * 32 * 16 * 4  # one k/v shard: Hk=2, N/P=32, D+Dv=16, float32
+    assert text.count(f"{block:,}") >= 4  # sent and formula, both ranks
+
+
+def test_calibration_fits_alpha_beta_and_saves_json(tmp_path):
+    import json
+
+    from longlab.parallel.calibrate import calibrate, fit_alpha_beta
+
+    model = fit_alpha_beta([100, 1000, 10000], [1e-4 + 100e-9, 1e-4 + 1000e-9, 1e-4 + 10000e-9])
+    assert model.alpha == pytest.approx(1e-4) and model.beta == pytest.approx(1e-9)
+    result = calibrate(sizes=(64, 4096, 65536), repeats=2, path=tmp_path / "ab.json")
+    saved = json.loads((tmp_path / "ab.json").read_text())
+    assert saved["alpha_s"] == result["alpha_s"] > 0 and saved["beta_s_per_byte"] > 0

@@ -1,0 +1,159 @@
+"""Run a sequence-parallel method for real and print time and bytes per rank beside the model.
+
+Two ways in, one set of options (see `add_arguments`):
+- locally: `longlab parallel --method ring --world 4 --seq 4096` forks `--world` gloo processes (`launch`);
+- on a cluster: `torchrun --nnodes 2 --nproc-per-node 8 ... -m longlab.parallel.run --method ring ...`:
+  each process is one rank (nccl on GPUs, gloo otherwise), inputs are random per rank (seeded), and rank 0
+  prints the table. Detected from the RANK/WORLD_SIZE variables torchrun sets.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+from . import cost, layout
+from .calibrate import DEFAULT_PATH, calibrate, load_alpha_beta
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=layout.METHODS, default="ring", help="algorithm (default ring)")
+    parser.add_argument("--world", type=int, default=2, help="ranks to fork locally (ignored under torchrun)")
+    parser.add_argument("--seq", type=int, default=4096, help="sequence length N (default 4096)")
+    parser.add_argument("--heads", type=int, default=8, help="query heads H (default 8)")
+    parser.add_argument("--kv-heads", type=int, default=None, help="k/v heads (grouped-query; default H)")
+    parser.add_argument("--head-dim", type=int, default=64, help="head dim D (default 64)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
+    parser.add_argument("--causal", action="store_true", help="causal attention")
+    parser.add_argument("--backward", action="store_true", help="also run the backward pass")
+    parser.add_argument("--segments", type=int, nargs="+", default=[512, 1024, 2048], help="longnet segment lengths")
+    parser.add_argument("--rates", type=int, nargs="+", default=[1, 2, 4], help="longnet dilation rates")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a hung run is stopped")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibrate", action="store_true",
+                        help=f"measure gloo alpha/beta on this machine and save them to {DEFAULT_PATH.name}")
+    parser.add_argument("--calibration", default=str(DEFAULT_PATH), help="alpha/beta JSON (read, or written)")
+
+
+def _options(args) -> dict:
+    return {"segment_lengths": tuple(args.segments), "dilation_rates": tuple(args.rates)} if args.method == "longnet" else {}
+
+
+def _workload(args) -> cost.Workload:
+    return cost.Workload(args.seq, args.heads, args.head_dim, args.kv_heads, batch=args.batch, elem_size=4,
+                         opts=_options(args))
+
+
+def format_rows(args, world, sent, received, times, model) -> str:
+    modelled = cost.comm_time(args.method, world, _workload(args), model)
+    formula = cost.bytes_per_rank(args.method, world, _workload(args))
+    lines = [
+        f"{args.method} on {world} ranks: N={args.seq} H={args.heads} D={args.head_dim} B={args.batch} "
+        f"causal={args.causal}; alpha={model.alpha:.3g} s, beta={model.beta:.3g} s/B",
+        f"{'rank':>4} {'sent (B)':>12} {'formula (B)':>12} {'received (B)':>12} {'measured (s)':>13} {'model comm (s)':>15}",
+    ]
+    for r in range(world):
+        lines.append(f"{r:>4} {sent[r]:>12,} {formula[r]:>12,} {received[r]:>12,} {times[r]:>13.4f} {modelled:>15.4f}")
+    lines.append("model comm = alpha-beta time of the forward collectives alone (no compute, no overlap)")
+    return "\n".join(lines)
+
+
+def run_local(args) -> int:
+    from .launch import launch
+
+    gen = torch.Generator().manual_seed(args.seed)
+    hk = args.kv_heads or args.heads
+    shape = (args.batch, args.heads, args.seq, args.head_dim)
+    q = torch.randn(shape, generator=gen)
+    k, v = (torch.randn(args.batch, hk, args.seq, args.head_dim, generator=gen) for _ in range(2))
+    if args.backward:
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+    model = load_alpha_beta(args.calibration)
+    out, trace = launch(args.method, q, k, v, args.world, causal=args.causal, timeout=args.timeout,
+                        alpha=model.alpha, beta=model.beta, **_options(args))
+    if args.backward:
+        out.backward(torch.ones_like(out))
+    print(format_rows(args, args.world, trace.sent("forward"), trace.received("forward"), trace.rank_times, model))
+    return 0
+
+
+def _local_shard_length(method, n, world, rank):
+    return layout.shard_sizes(n, world)[rank] if method == "ulysses" else n // world
+
+
+def run_torchrun(args) -> int:
+    """One rank of a torchrun job (env:// rendezvous). Rank 0 prints the table."""
+    import torch.distributed as dist
+
+    from .program import prepare, rank_program
+    from .torch_group import TorchGroup
+
+    use_cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    group = TorchGroup()
+    world, rank = group.world_size, group.rank
+    opts = _options(args)
+    probe = torch.zeros(1, args.heads, args.seq, 1)
+    prepare(args.method, probe, probe[:, : (args.kv_heads or args.heads)], probe[:, : (args.kv_heads or args.heads)],
+            world, dict(opts))
+    n_local = _local_shard_length(args.method, args.seq, world, rank)
+    gen = torch.Generator().manual_seed(args.seed * 100_003 + rank)
+    hk = args.kv_heads or args.heads
+    q = torch.randn(args.batch, args.heads, n_local, args.head_dim, generator=gen).to(device)
+    k, v = (torch.randn(args.batch, hk, n_local, args.head_dim, generator=gen).to(device) for _ in range(2))
+    program = rank_program(args.method, args.causal, None, args.seq, opts)
+    with torch.set_grad_enabled(args.backward):
+        leaves = [t.requires_grad_(args.backward) for t in (q, k, v)]
+        group.barrier()
+        if use_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = program(group, *leaves)
+        if args.backward:
+            out.backward(torch.ones_like(out))
+        if use_cuda:
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    sent, received = group.trace.sent("forward"), group.trace.received("forward")
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, (sent[rank], sum(received), elapsed))
+    received_by_rank = [0] * world
+    for e in group.trace.select("forward"):
+        received_by_rank[e.dst] += e.nbytes
+    totals = torch.tensor(received_by_rank, dtype=torch.float64)
+    dist.all_reduce(totals.to(device) if use_cuda and dist.get_backend() == "nccl" else totals)
+    if rank == 0:
+        model = load_alpha_beta(args.calibration)
+        print(format_rows(args, world, [g[0] for g in gathered], [int(x) for x in totals.tolist()],
+                          [g[2] for g in gathered], model))
+    dist.destroy_process_group()
+    return 0
+
+
+def main(args) -> int:
+    if args.calibrate:
+        result = calibrate(path=args.calibration)
+        print(f"gloo on this machine: alpha = {result['alpha_s']:.3g} s per message, "
+              f"beta = {result['beta_s_per_byte']:.3g} s/byte ({result['bandwidth_GB_s']:.3g} GB/s); "
+              f"saved to {args.calibration}")
+        return 0
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return run_torchrun(args)
+    return run_local(args)
+
+
+def cli(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m longlab.parallel.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
