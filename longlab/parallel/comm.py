@@ -10,7 +10,8 @@ One rank's view: `rank`, `world_size`, and five operations on plain (non-differe
 - barrier().
 `groups` is a partition of all ranks into lists (every rank passes the same partition; None = one group).
 Chunks of one call have the same shape on every rank. `what` is a label template for the trace
-(`{src}`/`{dst}` are filled in). Differentiable wrappers live in `longlab.parallel.ops`.
+(`{src}`/`{dst}` are filled in); `blocks` (sequence chunk ids) and `heads` (head block) describe the payload
+for figures: a tuple/int, or "src"/"dst" for the sender's/receiver's own shard or head block. Differentiable wrappers live in `longlab.parallel.ops`.
 
 Implementations: `SimGroup` (all ranks as threads of one process, alpha-beta clock; `sim_group.py`) and
 `TorchGroup` (torch.distributed: gloo on CPU, nccl on CUDA; `torch_group.py`).
@@ -31,13 +32,13 @@ class Communicator(Protocol):
     world_size: int
     trace: Trace
 
-    def all_to_all(self, chunks: Sequence[torch.Tensor], what: str = "", phase: str = "forward") -> list[torch.Tensor]: ...
+    def all_to_all(self, chunks: Sequence[torch.Tensor], what: str = "", phase: str = "forward", blocks=None, heads=None) -> list[torch.Tensor]: ...
 
-    def all_gather(self, x: torch.Tensor, groups=None, what: str = "", phase: str = "forward") -> list[torch.Tensor]: ...
+    def all_gather(self, x: torch.Tensor, groups=None, what: str = "", phase: str = "forward", blocks=None, heads=None) -> list[torch.Tensor]: ...
 
-    def reduce_scatter(self, chunks: Sequence[torch.Tensor], groups=None, what: str = "", phase: str = "forward") -> torch.Tensor: ...
+    def reduce_scatter(self, chunks: Sequence[torch.Tensor], groups=None, what: str = "", phase: str = "forward", blocks=None, heads=None) -> torch.Tensor: ...
 
-    def ring_shift(self, x: torch.Tensor, shift: int = 1, what: str = "", phase: str = "forward"): ...
+    def ring_shift(self, x: torch.Tensor, shift: int = 1, what: str = "", phase: str = "forward", blocks=None, heads=None): ...
 
     def barrier(self) -> None: ...
 
@@ -57,6 +58,16 @@ def check_partition(groups, world_size: int) -> list[tuple[int, ...]]:
     return parts
 
 
+def _resolve(spec, src: int, dst: int, wrap):
+    """Trace metadata given as "src"/"dst" (that rank's shard or head block) or as a literal value."""
+    if spec == "src" or spec == "dst":
+        value = src if spec == "src" else dst
+        return (value,) if wrap is tuple else value
+    if spec is None:
+        return () if wrap is tuple else None
+    return tuple(spec) if wrap is tuple else spec
+
+
 class Recorder:
     """Shared bookkeeping: the per-rank collective step counter and the recording of this rank's sends."""
 
@@ -72,11 +83,12 @@ class Recorder:
         self._step += 1
         return step
 
-    def _record(self, step: int, op: str, dst: int, size: int, what: str, phase: str) -> None:
+    def _record(self, step: int, op: str, dst: int, size: int, what: str, phase: str, blocks=None, heads=None) -> None:
         if dst == self.rank:  # bytes a rank keeps for itself are never sent
             return
         label = what.format(src=self.rank, dst=dst) if what else ""
-        self._append(Event(step, op, self.rank, dst, int(size), label, phase))
+        self._append(Event(step, op, self.rank, dst, int(size), label, phase,
+                           _resolve(blocks, self.rank, dst, tuple), _resolve(heads, self.rank, dst, None)))
 
     def _append(self, event: Event) -> None:
         self.trace.events.append(event)

@@ -141,3 +141,16 @@ def volume_table(methods, worlds, seq_lens, work: Workload) -> list[dict]:
                 except ValueError:
                     continue
     return rows
+
+
+def longnet_options(seq_len: int, base: int = 64) -> dict:
+    """The paper's geometric schedule up to N: segments base * 2^i (the last one = N), rates 2^i, so w/r is
+    constant (= base) in every branch. With N/P >= the largest rate, every branch fits `branch_plan`."""
+    if seq_len <= base:
+        return {"segment_lengths": (seq_len,), "dilation_rates": (1,)}
+    segments, rates, w, r = [], [], base, 1
+    while w < seq_len:
+        segments.append(w), rates.append(r)
+        w, r = 2 * w, 2 * r
+    segments.append(seq_len), rates.append(r)
+    return {"segment_lengths": tuple(segments), "dilation_rates": tuple(rates)}

@@ -16,12 +16,12 @@ from .comm import Communicator
 
 def _seq_to_heads_raw(group: Communicator, x, what, phase):
     chunks = list(x.chunk(group.world_size, dim=1))
-    return torch.cat(group.all_to_all(chunks, what=what, phase=phase), dim=2)
+    return torch.cat(group.all_to_all(chunks, what=what, phase=phase, blocks="src", heads="dst"), dim=2)
 
 
 def _heads_to_seq_raw(group: Communicator, y, what, phase):
     chunks = list(y.chunk(group.world_size, dim=2))
-    return torch.cat(group.all_to_all(chunks, what=what, phase=phase), dim=1)
+    return torch.cat(group.all_to_all(chunks, what=what, phase=phase, blocks="dst", heads="src"), dim=1)
 
 
 class _SeqToHeads(torch.autograd.Function):
@@ -67,12 +67,13 @@ class _AllGather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, group, dim, groups, what):
         ctx.group, ctx.dim, ctx.groups, ctx.what, ctx.size = group, dim, groups, what, x.shape[dim]
-        return torch.cat(group.all_gather(x, groups, what=what, phase="forward"), dim=dim)
+        return torch.cat(group.all_gather(x, groups, what=what, phase="forward", blocks="src"), dim=dim)
 
     @staticmethod
     def backward(ctx, grad):
         chunks = list(grad.split(ctx.size, dim=ctx.dim))
-        summed = ctx.group.reduce_scatter(chunks, ctx.groups, what="grad of " + ctx.what, phase="backward")
+        summed = ctx.group.reduce_scatter(chunks, ctx.groups, what="grad of " + ctx.what, phase="backward",
+                                          blocks="dst")
         return summed, None, None, None, None
 
 
@@ -88,28 +89,29 @@ class _RingReceived(torch.autograd.Function):
     """Attaches autograd to a tensor that arrived by ring shift: its gradient travels back the other way."""
 
     @staticmethod
-    def forward(ctx, sent, group, shift, what, box):
-        ctx.group, ctx.shift, ctx.what = group, shift, what
+    def forward(ctx, sent, group, shift, what, blocks, box):
+        ctx.group, ctx.shift, ctx.what, ctx.blocks = group, shift, what, blocks
         return box[0]
 
     @staticmethod
     def backward(ctx, grad):
-        back = ctx.group.ring_shift(grad, -ctx.shift, what="grad of " + ctx.what, phase="backward").wait()
-        return back, None, None, None, None
+        back = ctx.group.ring_shift(grad, -ctx.shift, what="grad of " + ctx.what, phase="backward",
+                                    blocks=ctx.blocks).wait()
+        return back, None, None, None, None, None
 
 
 class RingPass:
     """A ring shift in flight: `.wait()` returns the received tensor, differentiable w.r.t. what was sent."""
 
-    def __init__(self, group: Communicator, x: torch.Tensor, shift: int = 1, what: str = ""):
-        self._group, self._x, self._shift, self._what = group, x, shift, what
-        self._pending = group.ring_shift(x.detach(), shift, what=what, phase="forward")
+    def __init__(self, group: Communicator, x: torch.Tensor, shift: int = 1, what: str = "", blocks=()):
+        self._group, self._x, self._shift, self._what, self._blocks = group, x, shift, what, tuple(blocks)
+        self._pending = group.ring_shift(x.detach(), shift, what=what, phase="forward", blocks=self._blocks)
 
     def wait(self) -> torch.Tensor:
         received = self._pending.wait()
         if not self._x.requires_grad:
             return received
-        return _RingReceived.apply(self._x, self._group, self._shift, self._what, [received])
+        return _RingReceived.apply(self._x, self._group, self._shift, self._what, self._blocks, [received])
 
 
 class _Anchor(torch.autograd.Function):

@@ -60,7 +60,7 @@ def ring_attention(
         theirs = rank_chunks(layout, src, world)
         pending = None
         if step < world - 1:  # start the next transfer first: it runs while we compute on this block
-            pending = RingPass(group, kv, what=f"k,v chunks {theirs} (rank {{src}} -> {{dst}})")
+            pending = RingPass(group, kv, what=f"k,v chunks {theirs} (rank {{src}} -> {{dst}})", blocks=theirs)
         used = False
         for qi, q_chunk in enumerate(mine):
             for kj, k_chunk in enumerate(theirs):

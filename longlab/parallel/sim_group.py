@@ -41,25 +41,25 @@ class SimGroup(Recorder):
     def _exchange(self, payload):
         return self.world.exchange(self.rank, payload)
 
-    def all_to_all(self, chunks, what="", phase="forward"):
+    def all_to_all(self, chunks, what="", phase="forward", blocks=None, heads=None):
         chunks = list(chunks)
         if len(chunks) != self.world_size:
             raise ValueError(f"all_to_all needs one chunk per rank ({self.world_size}), got {len(chunks)}")
         step = self._next_step()
         payloads = self._exchange(chunks)
         for dst, c in enumerate(chunks):
-            self._record(step, "all_to_all", dst, nbytes(c), what, phase)
+            self._record(step, "all_to_all", dst, nbytes(c), what, phase, blocks, heads)
         return [payloads[src][self.rank].clone() for src in range(self.world_size)]
 
-    def all_gather(self, x, groups=None, what="", phase="forward"):
+    def all_gather(self, x, groups=None, what="", phase="forward", blocks=None, heads=None):
         members = self._my_group(groups)
         step = self._next_step()
         payloads = self._exchange(x)
         for dst in members:
-            self._record(step, "all_gather", dst, nbytes(x), what, phase)
+            self._record(step, "all_gather", dst, nbytes(x), what, phase, blocks, heads)
         return [payloads[src].clone() for src in members]
 
-    def reduce_scatter(self, chunks, groups=None, what="", phase="forward"):
+    def reduce_scatter(self, chunks, groups=None, what="", phase="forward", blocks=None, heads=None):
         members = self._my_group(groups)
         chunks = list(chunks)
         if len(chunks) != len(members):
@@ -67,17 +67,17 @@ class SimGroup(Recorder):
         step = self._next_step()
         payloads = self._exchange(chunks)
         for i, dst in enumerate(members):
-            self._record(step, "reduce_scatter", dst, nbytes(chunks[i]), what, phase)
+            self._record(step, "reduce_scatter", dst, nbytes(chunks[i]), what, phase, blocks, heads)
         me = members.index(self.rank)
         total = payloads[members[0]][me].clone()
         for src in members[1:]:
             total = total + payloads[src][me]
         return total
 
-    def ring_shift(self, x, shift=1, what="", phase="forward"):
+    def ring_shift(self, x, shift=1, what="", phase="forward", blocks=None, heads=None):
         step = self._next_step()
         payloads = self._exchange(x)
-        self._record(step, "ring_shift", (self.rank + shift) % self.world_size, nbytes(x), what, phase)
+        self._record(step, "ring_shift", (self.rank + shift) % self.world_size, nbytes(x), what, phase, blocks, heads)
         return _Done(payloads[(self.rank - shift) % self.world_size].clone())
 
     def barrier(self) -> None:
@@ -140,5 +140,6 @@ class SimWorld:
             except Exception:  # noqa: BLE001 - exception types with unusual constructors
                 wrapped = RuntimeError(f"rank {rank}: {type(exc).__name__}: {exc}")
             raise wrapped from exc
+        self.trace.events.sort(key=lambda e: (e.phase != "forward", e.step, e.src, e.dst))  # thread order varies
         self.trace.time = self.trace.modelled_time()
         return results

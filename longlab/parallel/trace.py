@@ -16,7 +16,9 @@ class Event:
 
     step: index of the collective call (the same on every rank, since all ranks call collectives in order);
     op: "all_to_all", "all_gather", "reduce_scatter" or "ring_shift"; src/dst: ranks; nbytes: payload size;
-    what: which data moved (e.g. "k,v chunk 3" or "q seq 1 heads 2-3"); phase: "forward" or "backward".
+    what: which data moved, tensor name first (e.g. "k,v chunks [3]" or "q seq 1 -> heads of rank 2");
+    phase: "forward" or "backward"; blocks: the sequence chunks the payload covers (chunk ids of the method's
+    layout: rank shards, or the 2P zigzag chunks); head_block: the block of H/P heads it covers (None = all).
     """
 
     step: int
@@ -26,6 +28,13 @@ class Event:
     nbytes: int
     what: str = ""
     phase: str = "forward"
+    blocks: tuple[int, ...] = ()
+    head_block: int | None = None
+
+    @property
+    def tensor(self) -> str:
+        """Name of the moved tensor(s), the first word of `what` ("q", "k,v", "out", "sparse"...)."""
+        return self.what.split(" ")[0] if self.what else ""
 
 
 @dataclass(frozen=True)
