@@ -136,6 +136,8 @@ def pattern_explorer(kind: str = "dilated", n: int = 32, heads: int = 4, head: i
         "branches": w.IntSlider(value=branches, min=1, max=4, description="branches"),
         "causal": w.Checkbox(value=causal, description="causal"),
     }
+    for control in controls.values():
+        control.style.description_width = "initial"  # full labels, not "segment ..."
 
     def draw(kind, n, head, window, segment, ratio, branches, causal):
         pattern = make_pattern(kind, window=window, segment=segment, ratio=ratio, branches=branches,
