@@ -31,7 +31,7 @@ class MemorizingAttention(SelfAttention):
         self.gate_bias = nn.Parameter(torch.zeros(self.n_heads))  # b_h; g = sigmoid(b_h)
         self.log_tau = nn.Parameter(torch.full((self.n_heads,), math.log(10.0)))  # cosine-logit temperature
         self.memory_size, self.topk = config.memory_size, config.memory_topk
-        self.memories: list[KVMemory] = []
+        self.memories: list[KVMemory | None] = []  # one per batch lane; None = this lane has no memory
         self.doc_counter: list[int] = []
         self.record = False  # when True, keep the last retrieval (detached) in self.last_read for figures
         self.last_read: dict | None = None
@@ -48,15 +48,23 @@ class MemorizingAttention(SelfAttention):
         self.memory_size = size
         self.memories, self.doc_counter = [], []
 
+    def set_lane_memory_sizes(self, sizes: list[int], device=None, dtype=None) -> None:
+        """One memory per batch lane with its own capacity (0 = no memory): compare memory sizes in one pass."""
+        self.memory_size = max(sizes)
+        self.memories = [KVMemory(s, self.head_dim, heads=self.n_heads, device=device, dtype=dtype) if s else None
+                         for s in sizes]
+        self.doc_counter = [0] * len(sizes)
+
     def reset_memory(self, batch_index: int | None = None) -> None:
         """Empty every batch element's memory (or only `batch_index`'s): a new document starts."""
         targets = range(len(self.memories)) if batch_index is None else [batch_index]
         for b in targets:
-            self.memories[b].clear()
+            if self.memories[b] is not None:
+                self.memories[b].clear()
             self.doc_counter[b] += 1
 
     def _ensure_memories(self, batch: int, like: torch.Tensor) -> None:
-        if len(self.memories) != batch or (self.memories and self.memories[0].device != like.device):
+        if len(self.memories) != batch or any(m is not None and m.device != like.device for m in self.memories):
             self.memories = [KVMemory(self.memory_size, self.head_dim, heads=self.n_heads, device=like.device,
                                       dtype=like.dtype) for _ in range(batch)]
             self.doc_counter = [0] * batch
@@ -76,7 +84,7 @@ class MemorizingAttention(SelfAttention):
         tau = self.log_tau.exp()[:, None, None]
         reads = []
         for i, memory in enumerate(self.memories):
-            if len(memory) == 0:
+            if memory is None or len(memory) == 0:
                 reads.append(None)
                 continue
             found = memory.search(q_raw[i], self.topk, normalize=True)  # no grad: indices only matter
@@ -93,8 +101,9 @@ class MemorizingAttention(SelfAttention):
     @torch.no_grad()
     def write_memory(self, k_raw: torch.Tensor, v: torch.Tensor, positions: torch.Tensor, doc_ids=None) -> None:
         for i, memory in enumerate(self.memories):
-            doc = self.doc_counter[i] if doc_ids is None else int(doc_ids[i])
-            memory.add(k_raw[i], v[i], doc_ids=doc)
+            if memory is not None:
+                doc = self.doc_counter[i] if doc_ids is None else int(doc_ids[i])
+                memory.add(k_raw[i], v[i], doc_ids=doc)
 
     def forward(self, x, positions, doc_start=None, write_memory: bool = True, doc_ids=None, **context):
         q_raw, k_raw, v = self.project(x)

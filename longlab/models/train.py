@@ -162,10 +162,10 @@ def train(model: TinyLM, train_docs: list[torch.Tensor], val_docs: list[torch.Te
         out_of_time = config.time_limit_s is not None and elapsed > config.time_limit_s
         last = step == config.steps - 1 or out_of_time
         if (step + 1) % config.eval_every == 0 or last:
-            saved_memory = [layer.memories for layer in model.memory_layers()]
+            saved = [(layer.memories, layer.doc_counter) for layer in model.memory_layers()]
             val = evaluate(model, val_docs, config.eval_windows)
-            for layer, memories in zip(model.memory_layers(), saved_memory):
-                layer.memories = memories  # evaluation must not disturb the training streams' memory
+            for layer, (memories, counters) in zip(model.memory_layers(), saved):
+                layer.memories, layer.doc_counter = memories, counters  # eval leaves the training streams intact
             result.history.append({"step": step + 1, "train_loss": sum(recent) / len(recent), "val_loss": val,
                                    "elapsed_s": time.perf_counter() - start_time})
             bar.set_postfix(train=f"{result.history[-1]['train_loss']:.3f}", val=f"{val:.3f}")

@@ -1,0 +1,61 @@
+"""Regenerate data/checkpoints/tiny_memorizing.{safetensors,json}: a TinyLM with one memorizing layer trained
+for under 3 minutes on the pydoc_data corpus, plus its measured numbers (unigram bar, loss vs memory size).
+
+    .venv/bin/python data/make_checkpoints.py            # ~3 min on 2 CPU cores
+    .venv/bin/python data/make_checkpoints.py --seconds 60 --out /tmp/ckpt.safetensors   # quicker, elsewhere
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from longlab.memory.memory_eval import loss_vs_memory
+from longlab.models import TinyLM, TinyLMConfig, TrainConfig, save_checkpoint, train
+from longlab.tasks import split_documents, unigram_loss
+
+HERE = Path(__file__).resolve().parent
+CONFIG = TinyLMConfig(context=256, d_model=128, n_layers=2, n_heads=4, attention=("dense", "memorizing"),
+                      memory_size=4096, memory_topk=32)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=170.0, help="training time limit (default: under 3 min)")
+    parser.add_argument("--steps", type=int, default=2000, help="step budget (the time limit usually ends first)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-tokens", type=int, default=24576, help="bytes of the longest held-out document")
+    parser.add_argument("--out", default=str(HERE / "checkpoints" / "tiny_memorizing.safetensors"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train_docs, val_docs = split_documents()
+    config = TrainConfig(steps=args.steps, batch_size=8, lr=4e-3, warmup=20, eval_every=50, eval_windows=32,
+                         seed=args.seed, time_limit_s=args.seconds)
+    torch.manual_seed(args.seed)
+    model = TinyLM(CONFIG)
+    print(model)
+    result = train(model, [d.tokens() for d in train_docs], [d.tokens() for d in val_docs], config)
+    longest = max(val_docs, key=lambda d: len(d.text))
+    start = time.perf_counter()
+    curve = loss_vs_memory(model, longest.tokens(), (0, 1024, 4096, 16384), max_tokens=args.eval_tokens)
+    info = {
+        "train": {"steps": result.steps, "elapsed_s": round(result.elapsed_s, 1), "threads": args.threads,
+                  "batch_size": config.batch_size, "lr": config.lr, "seed": args.seed, "history": result.history},
+        "val_loss": result.final_val_loss,
+        "unigram_val_loss": unigram_loss(train_docs, val_docs),
+        "memory_eval": {"document": longest.name, "bytes": curve.token_losses.shape[1],
+                        "memory_sizes": curve.memory_sizes, "mean_loss": curve.mean_losses(),
+                        "eval_s": round(time.perf_counter() - start, 1)},
+        "command": "python data/make_checkpoints.py " + " ".join(argv or []),
+    }
+    path = save_checkpoint(model, args.out, info)
+    print(json.dumps({k: v for k, v in info.items() if k != "train"}, indent=1))
+    print(f"trained {result.steps} steps in {result.elapsed_s:.0f} s; wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
