@@ -2,8 +2,6 @@
 method name, cut the inputs into shards, glue outputs back."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from ..attention.validate import check_qkv
@@ -15,24 +13,40 @@ from .ulysses import check_ulysses, ulysses_attention
 LONGNET_OPTIONS = ("segment_lengths", "dilation_rates", "offsets")
 
 
-def rank_program(method, causal: bool, scale, seq_len: int, opts: dict) -> Callable:
-    """fn(group, q_shard, k_shard, v_shard) -> out_shard for a method name (or a custom callable
-    fn(group, q, k, v, causal=..., scale=..., **opts), e.g. to test failure handling)."""
-    if callable(method):
-        return lambda g, q, k, v: method(g, q, k, v, causal=causal, scale=scale, **opts)
-    if method == "ulysses":
-        _no_options(method, opts)
-        return lambda g, q, k, v: ulysses_attention(g, q, k, v, causal=causal, scale=scale, seq_len=seq_len)
-    if method in ("ring", "zigzag"):
-        _no_options(method, opts)
-        mode = "zigzag" if method == "zigzag" else "contiguous"
-        return lambda g, q, k, v: ring_attention(g, q, k, v, causal=causal, scale=scale, layout=mode)
-    if method == "longnet":
-        unknown = set(opts) - set(LONGNET_OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown options {sorted(unknown)} for 'longnet'; it takes {LONGNET_OPTIONS}")
-        return lambda g, q, k, v: longnet_attention(g, q, k, v, causal=causal, scale=scale, **opts)
-    raise ValueError(f"method must be one of {layout.METHODS} or a callable, got {method!r}")
+class RankProgram:
+    """fn(group, q_shard, k_shard, v_shard) -> out_shard for a method name, or for a custom callable
+    fn(group, q, k, v, causal=..., scale=..., **opts) (e.g. to test failure handling). A plain picklable
+    object, so `launch(..., start_method="spawn")` can ship it to fresh processes."""
+
+    def __init__(self, method, causal: bool, scale, seq_len: int, opts: dict):
+        if not callable(method) and method not in layout.METHODS:
+            raise ValueError(f"method must be one of {layout.METHODS} or a callable, got {method!r}")
+        if method == "longnet":
+            unknown = set(opts) - set(LONGNET_OPTIONS)
+            if unknown:
+                raise TypeError(f"unknown options {sorted(unknown)} for 'longnet'; it takes {LONGNET_OPTIONS}")
+        elif not callable(method):
+            _no_options(method, opts)
+        self.method, self.causal, self.scale, self.seq_len, self.opts = method, causal, scale, seq_len, dict(opts)
+
+    def __call__(self, group, q, k, v):
+        method, causal, scale = self.method, self.causal, self.scale
+        if callable(method):
+            return method(group, q, k, v, causal=causal, scale=scale, **self.opts)
+        if method == "ulysses":
+            return ulysses_attention(group, q, k, v, causal=causal, scale=scale, seq_len=self.seq_len)
+        if method in ("ring", "zigzag"):
+            mode = "zigzag" if method == "zigzag" else "contiguous"
+            return ring_attention(group, q, k, v, causal=causal, scale=scale, layout=mode)
+        return longnet_attention(group, q, k, v, causal=causal, scale=scale, **self.opts)
+
+    def __repr__(self) -> str:
+        return f"RankProgram({self.method!r}, causal={self.causal}, seq_len={self.seq_len}, opts={self.opts})"
+
+
+def rank_program(method, causal: bool, scale, seq_len: int, opts: dict) -> RankProgram:
+    """The per-rank callable for `method` (see `RankProgram`)."""
+    return RankProgram(method, causal, scale, seq_len, opts)
 
 
 def _no_options(method, opts):
