@@ -154,7 +154,8 @@ def _wait_for_title(page, text: str, timeout: float = 20_000):
 
 def _run_all_cells(page, attempts: int = 4):
     """Run > Run All Cells; retried because a click landing before the kernel connection settles is lost."""
-    started = "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\d+|\\*)\\]/.test(p.textContent))"
+    started = ("() => [...document.querySelectorAll('.jp-InputPrompt')]"
+               ".some(p => /\\[(\\d+|\\*)\\]/.test(p.textContent))")
     for _ in range(attempts):
         page.click(".lm-MenuBar-itemLabel:text-is('Run')")
         page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")

@@ -34,6 +34,8 @@ METHOD_COLORS = {
     "longnet": "#0072b2",
     "memorizing": "#e69f00",
     "focused": "#d55e00",
+    "longmem": "#a87900",
+    "retro": "#7d5a3c",
     "ulysses": "#009e73",
     "ring": "#cc79a7",
     "zigzag": "#9c36b5",

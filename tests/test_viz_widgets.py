@@ -1,0 +1,58 @@
+"""viz.widgets: the interactive/headless switch and the slider-driven explorer."""
+import ipywidgets as w
+import plotly.graph_objects as go
+import pytest
+
+from viz import widgets
+
+
+def _figure(n):
+    return go.Figure(go.Scatter(y=list(range(n))), layout=dict(title=f"n={n}"))
+
+
+def test_interactive_rules(monkeypatch):
+    monkeypatch.delenv(widgets.HEADLESS_ENV, raising=False)
+    assert widgets.interactive(True) is True and widgets.interactive(False) is False
+    assert widgets.interactive() is False  # plain pytest process: no IPython kernel
+    monkeypatch.setenv(widgets.HEADLESS_ENV, "1")
+    assert widgets.interactive() is False
+    assert widgets.interactive(True) is True  # an explicit flag wins
+    with pytest.raises(TypeError, match="interactive"):
+        widgets.interactive("yes")
+
+
+def test_as_widget():
+    fig = _figure(3)
+    assert widgets.as_widget(fig, False) is fig
+    live = widgets.as_widget(fig, True)
+    assert isinstance(live, go.FigureWidget) and list(live.data[0].y) == [0, 1, 2]
+
+
+def test_explorer_headless_returns_static_figure():
+    fig = widgets.explorer(_figure, {"n": w.IntSlider(value=4, min=1, max=9)}, flag=False)
+    assert type(fig) is go.Figure and fig.layout.title.text == "n=4"
+
+
+def test_explorer_redraws_on_change():
+    slider = w.IntSlider(value=4, min=1, max=9)
+    box = widgets.explorer(_figure, {"n": slider}, flag=True)
+    assert isinstance(box, w.VBox) and box.figure in box.children
+    assert box.figure.layout.title.text == "n=4"
+    slider.value = 7
+    assert box.figure.layout.title.text == "n=7"
+    assert list(box.figure.data[0].y) == list(range(7))
+
+
+def test_replace_figure_changes_trace_count():
+    live = go.FigureWidget(_figure(2))
+    widgets.replace_figure(live, go.Figure([go.Scatter(y=[1]), go.Bar(y=[2])], layout=dict(title="two")))
+    assert [t.type for t in live.data] == ["scatter", "bar"] and live.layout.title.text == "two"
+
+
+def test_explorer_rejects_bad_input():
+    with pytest.raises(TypeError, match="make_figure"):
+        widgets.explorer(None, {"n": w.IntSlider()})
+    with pytest.raises(ValueError, match="controls"):
+        widgets.explorer(_figure, {})
+    with pytest.raises(TypeError, match=r"controls\['n'\]"):
+        widgets.explorer(_figure, {"n": 3})
