@@ -1,12 +1,12 @@
 """Analysis of attention patterns and kernels: allocation over distance, FLOPs/memory vs N, path lengths.
 
-Modules load on first use: `allocation`, `complexity`, `paths`, `memtrack`.
+Modules load on first use: `allocation`, `complexity`, `dense_cost`, `paths`, `memtrack`.
 """
 from __future__ import annotations
 
 import importlib
 
-_MODULES = ("allocation", "complexity", "paths", "memtrack")
+_MODULES = ("allocation", "complexity", "dense_cost", "paths", "memtrack")
 
 
 def __getattr__(name: str):

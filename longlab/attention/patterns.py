@@ -192,6 +192,14 @@ class Dilated(Pattern):
         object.__setattr__(self, "segment_lengths", tuple(w))
         object.__setattr__(self, "dilation_rates", tuple(r))
 
+    @classmethod
+    def geometric(cls, w0: int, alpha: int, branches: int, causal: bool = False, offsets="reference") -> Dilated:
+        """LongNet's schedule (paper sec. 2.2): w_i = w0 * alpha^i, r_i = alpha^i for i < branches."""
+        for name, value in (("w0", w0), ("alpha", alpha), ("branches", branches)):
+            _check_positive_int(name, value)
+        return cls(tuple(w0 * alpha**i for i in range(branches)), tuple(alpha**i for i in range(branches)),
+                   causal=causal, offsets=offsets)
+
     @property
     def num_branches(self) -> int:
         return len(self.segment_lengths)

@@ -53,10 +53,10 @@ def _measure(fn, n, repeats, device):
     return statistics.median(t for t, _ in runs), max(p for _, p in runs)
 
 
-def _forward_fns(q, k, v, args, causal):
+def _forward_fns(q, k, v, lengths, rates, causal):
     def ours():
         with torch.no_grad():
-            dilated_attention(q, k, v, args.segment_lengths, args.dilation_rates, causal=causal)
+            dilated_attention(q, k, v, lengths, rates, causal=causal)
 
     def sdpa():
         with torch.no_grad():
@@ -65,11 +65,11 @@ def _forward_fns(q, k, v, args, causal):
     return ours, sdpa
 
 
-def _backward_fns(q, k, v, args, causal):
+def _backward_fns(q, k, v, lengths, rates, causal):
     qg, kg, vg = (t.detach().clone().requires_grad_() for t in (q, k, v))
 
     def ours():
-        dilated_attention(qg, kg, vg, args.segment_lengths, args.dilation_rates, causal=causal).sum().backward()
+        dilated_attention(qg, kg, vg, lengths, rates, causal=causal).sum().backward()
 
     def sdpa():
         F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal).sum().backward()
@@ -77,34 +77,45 @@ def _backward_fns(q, k, v, args, causal):
     return ours, sdpa
 
 
-def run(args) -> list[dict]:
-    if args.quick:
-        args.sizes, args.backward_sizes, args.repeats = [2048, 8192], [], 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    causal_modes = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
-    jobs = [(n, c, "fwd") for n in args.sizes for c in causal_modes]
-    jobs += [(n, False, "fwd+bwd") for n in args.sizes if n in args.backward_sizes]
+def measure(sizes, heads: int = 8, head_dim: int = 64, segment_lengths=(2048, 4096, 8192),
+            dilation_rates=(1, 2, 4), causal_modes=(False, True), backward_sizes=(), repeats: int = 3,
+            device="cpu", progress: bool = True) -> list[dict]:
+    """Time dilated_attention vs SDPA on random (1, heads, N, head_dim) inputs; one row per (N, causal, pass)."""
+    device = torch.device(device)
+    segment_lengths, dilation_rates = list(segment_lengths), list(dilation_rates)
+    jobs = [(n, c, "fwd") for n in sizes for c in causal_modes]
+    jobs += [(n, False, "fwd+bwd") for n in sizes if n in backward_sizes]
     rows, last = [], {}
-    for n, causal, pass_ in tqdm(jobs, desc="bench dilated", unit="case"):
+    for n, causal, pass_ in tqdm(jobs, desc="bench dilated", unit="case", disable=not progress):
         gen = torch.Generator().manual_seed(n)
-        q, k, v = (torch.randn(1, args.heads, n, args.head_dim, generator=gen).to(device) for _ in range(3))
+        q, k, v = (torch.randn(1, heads, n, head_dim, generator=gen).to(device) for _ in range(3))
         make = _forward_fns if pass_ == "fwd" else _backward_fns
-        ours, sdpa = make(q, k, v, args, causal)
-        t_ours, m_ours = _measure(ours, n, args.repeats, device)
-        t_sdpa, m_sdpa = _measure(sdpa, n, args.repeats, device)
-        pattern = Dilated(args.segment_lengths, args.dilation_rates, causal=causal)
-        ideal = Dense(causal).pairs(args.heads, n) / pattern.pairs(args.heads, n)
+        ours, sdpa = make(q, k, v, segment_lengths, dilation_rates, causal)
+        t_ours, m_ours = _measure(ours, n, repeats, device)
+        t_sdpa, m_sdpa = _measure(sdpa, n, repeats, device)
+        pattern = Dilated(segment_lengths, dilation_rates, causal=causal)
+        ideal = Dense(causal).pairs(heads, n) / pattern.pairs(heads, n)
         prev = last.get((causal, pass_))
         rows.append({
             "N": n, "causal": causal, "pass": pass_, "dilated_s": t_ours, "sdpa_s": t_sdpa,
             "speedup": t_sdpa / t_ours, "flop_ideal_speedup": ideal,
             "dilated_peak_mib": m_ours / 2**20, "sdpa_peak_mib": m_sdpa / 2**20,
             "growth_vs_prev": "" if prev is None else f"{t_ours / prev[1]:.3g} for N x{n // prev[0]}",
-            "heads": args.heads, "D": args.head_dim, "segment_lengths": " ".join(map(str, args.segment_lengths)),
-            "dilation_rates": " ".join(map(str, args.dilation_rates)), "device": device_label(device), **stamp(),
+            "heads": heads, "D": head_dim, "segment_lengths": " ".join(map(str, segment_lengths)),
+            "dilation_rates": " ".join(map(str, dilation_rates)), "device": device_label(device),
+            "threads": torch.get_num_threads(), **stamp(),
         })
         last[(causal, pass_)] = (n, t_ours)
-    args.out = args.out or str(DEFAULT_DIR / f"dilated_{device.type}.csv")
+    return rows
+
+
+def run(args) -> list[dict]:
+    if args.quick:
+        args.sizes, args.backward_sizes, args.repeats = [2048, 8192], [], 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    causal_modes = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
+    rows = measure(args.sizes, args.heads, args.head_dim, args.segment_lengths, args.dilation_rates, causal_modes,
+                   args.backward_sizes, args.repeats, args.device)
+    args.out = args.out or str(DEFAULT_DIR / f"dilated_{torch.device(args.device).type}.csv")
     return rows

@@ -1,0 +1,108 @@
+"""Pattern objects: masks from the definition, exact pair/FLOP counts, keys_for, mask_mod, block occupancy."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from longlab.attention.patterns import Dense, Dilated, SlidingWindow, head_offsets
+
+
+def brute_dilated(lengths, rates, heads, n, causal, offsets):
+    """Multiplicity straight from LongNet's description, with Python loops (independent of patterns.py)."""
+    mult = torch.zeros(heads, n, n, dtype=torch.long)
+    for b, (w, r) in enumerate(zip(lengths, rates)):
+        w = min(w, n)
+        for h in range(heads):
+            if offsets == "reference":
+                off = h // math.ceil(heads / r)
+            elif offsets == "paper":
+                off = h % r
+            else:
+                off = offsets[b][h]
+            for i in range(n):
+                for j in range(n):
+                    same = i // w == j // w
+                    kept = (i % w) % r == off and (j % w) % r == off
+                    if same and kept and (j <= i or not causal):
+                        mult[h, i, j] += 1
+    return mult
+
+
+@st.composite
+def dilated_cases(draw):
+    branches = draw(st.integers(1, 3))
+    rates = [draw(st.sampled_from([1, 2, 3, 4])) for _ in range(branches)]
+    lengths = [r * draw(st.integers(1, 5)) for r in rates]
+    heads = draw(st.integers(1, 5))
+    mode = draw(st.sampled_from(["reference", "paper", "list"]))
+    offsets = [[draw(st.integers(0, r - 1)) for _ in range(heads)] for r in rates] if mode == "list" else mode
+    return lengths, rates, heads, draw(st.integers(1, 30)), draw(st.booleans()), offsets
+
+
+@given(dilated_cases())
+def test_dilated_multiplicity_matches_definition(case):
+    lengths, rates, heads, n, causal, offsets = case
+    pattern = Dilated(lengths, rates, causal, offsets)
+    mult = pattern.multiplicity(heads, n)
+    assert torch.equal(mult, brute_dilated(lengths, rates, heads, n, causal, offsets))
+    assert pattern.pairs(heads, n) == int(mult.sum())
+    assert pattern.flops(n, 8, heads) == 4 * 8 * int(mult.sum())
+
+
+@given(n=st.integers(1, 40), window=st.integers(1, 12), causal=st.booleans(), heads=st.integers(1, 3))
+def test_window_and_dense_pairs_match_masks(n, window, causal, heads):
+    for pattern in (SlidingWindow(window, causal), Dense(causal)):
+        assert pattern.pairs(heads, n) == int(pattern.multiplicity(heads, n).sum())
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    expected = ((i - j).abs() < window) & ((j <= i) | (not causal))
+    assert torch.equal(SlidingWindow(window, causal).multiplicity(1, n)[0] > 0, expected)
+
+
+def test_flops_formula_matches_count_when_segments_divide():
+    pattern = Dilated((2048, 4096, 8192), (1, 2, 4))
+    for n in (8192, 16384, 65536):
+        assert pattern.flops(n, 64, 8) == pytest.approx(pattern.flops_formula(n, 64, 8))
+    assert Dense().flops(65536, 64, 8) / pattern.flops(65536, 64, 8) == pytest.approx(18.29, abs=0.01)
+    assert Dense().flops(16384, 64, 8) / pattern.flops(16384, 64, 8) == pytest.approx(4.571, abs=0.01)
+
+
+def test_keys_for_and_mask_mod_read_the_same_masks():
+    pattern = Dilated((4, 8, 16), (1, 2, 4), offsets="paper")
+    masks = pattern.branch_masks(4, 24)
+    for head, query in ((0, 0), (1, 13), (3, 23)):
+        keys = pattern.keys_for(query, head, 4, 24)
+        for b in range(3):
+            assert torch.equal(keys[b], masks[b, head, query].nonzero().flatten())
+    mod = pattern.mask_mod(4, 24)
+    union = masks.any(0)
+    assert all(bool(mod(0, h, i, j)) == bool(union[h, i, j]) for h in range(4) for i in range(0, 24, 5)
+               for j in range(24))
+
+
+def test_block_occupancy_and_flex_block_mask():
+    pattern = Dilated((16, 32, 64), (1, 2, 4))
+    occ = pattern.block_occupancy(4, 100, 16)
+    union = pattern.multiplicity(4, 100) > 0
+    for h, qi, ki in ((0, 0, 0), (2, 3, 1), (3, 6, 5), (1, 0, 6)):
+        tile = union[h, qi * 16:(qi + 1) * 16, ki * 16:(ki + 1) * 16]
+        assert bool(occ[h, qi, ki]) == bool(tile.any())
+    assert pattern.block_density(4, 100, 16) == pytest.approx(float(occ.float().mean()))
+    flex = pytest.importorskip("torch.nn.attention.flex_attention")
+    assert flex is not None
+    block_mask = pattern.flex_block_mask(4, 128, 32)
+    assert torch.equal(block_mask.to_dense()[0].bool(), pattern.block_occupancy(4, 128, 32))
+
+
+def test_geometric_schedule_and_offsets():
+    pattern = Dilated.geometric(4, 2, 3, causal=True)
+    assert pattern.segment_lengths == (4, 8, 16) and pattern.dilation_rates == (1, 2, 4) and pattern.causal
+    assert head_offsets("reference", 5, 2) == [0, 0, 0, 1, 1]
+    assert head_offsets("paper", 5, 2) == [0, 1, 0, 1, 0]
+    with pytest.raises(ValueError, match="alpha"):
+        Dilated.geometric(4, 0, 3)
+    with pytest.raises(ValueError, match="query must be"):
+        pattern.keys_for(20, 0, 1, 20)
