@@ -6,12 +6,12 @@ import time
 
 import pytest
 import torch
+from test_parallel import OPTS, make_qkv, truth
 
 from longlab.parallel import layout
 from longlab.parallel.launch import launch
 from longlab.parallel.ops import heads_to_seq, seq_to_heads
 from longlab.parallel.simulate import simulate
-from test_parallel import OPTS, make_qkv, truth
 
 pytestmark = pytest.mark.distributed
 

@@ -1,4 +1,7 @@
-"""Generate notebooks/07_sequence_parallel.ipynb (run: .venv/bin/python data/notebook_sources/make_07_sequence_parallel.py)."""
+"""Generate notebooks/07_sequence_parallel.ipynb.
+
+Run: .venv/bin/python data/notebook_sources/make_07_sequence_parallel.py
+"""
 import pathlib
 import sys
 
@@ -106,7 +109,8 @@ work = lambda n, m: cost.Workload(n, VOLUME_HEADS, VOLUME_HEAD_DIM, opts=method_
 per_rank = {m: [max(cost.bytes_per_rank(m, VOLUME_P, work(n, m))) for n in VOLUME_LENGTHS] for m in cost.METHODS}
 growth = {m: v[-1] / v[0] for m, v in per_rank.items()}
 display(Markdown(
-    f"From N = {VOLUME_LENGTHS[0]} to {VOLUME_LENGTHS[-1]} ({VOLUME_LENGTHS[-1] // VOLUME_LENGTHS[0]}x) at P = {VOLUME_P}, "
+    f"From N = {VOLUME_LENGTHS[0]} to {VOLUME_LENGTHS[-1]} "
+    f"({VOLUME_LENGTHS[-1] // VOLUME_LENGTHS[0]}x) at P = {VOLUME_P}, "
     "bytes per rank grow " + ", ".join(f"**{m}** {g:.2f}x" for m, g in growth.items()) + ". "
     f"At N = {VOLUME_LENGTHS[-1]}, Ulysses sends {per_rank['ring'][-1] / per_rank['ulysses'][-1]:.1f}x less than ring "
     f"and {per_rank['megatron'][-1] / per_rank['ulysses'][-1]:.1f}x less than Megatron-SP."
@@ -120,7 +124,8 @@ own: the last rank does most of the work and everybody waits for it. Zigzag give
 2P-1-r, one early and one late, and the pair counts come out identical.
 """),
     code("""
-contiguous, zigzag = causal_pairs_per_rank(WORK_N, WORK_P, "contiguous"), causal_pairs_per_rank(WORK_N, WORK_P, "zigzag")
+contiguous = causal_pairs_per_rank(WORK_N, WORK_P, "contiguous")
+zigzag = causal_pairs_per_rank(WORK_N, WORK_P, "zigzag")
 display(Markdown(f"Slowest / fastest rank: contiguous **{max(contiguous) / min(contiguous):.1f}x**, "
                  f"zigzag **{max(zigzag) / min(zigzag):.2f}x** (N = {WORK_N}, P = {WORK_P})."))
 causal_work_figure(WORK_N, WORK_P)

@@ -3,7 +3,8 @@
 Two forked ranks exchange buffers of growing size with the same ring step the ring algorithm uses
 (isend + irecv), several steps back to back per sample; the fastest sample per size (the least disturbed
 by other work on a shared machine) feeds a least-squares line t(m) = alpha + m * beta, weighted by 1/t so
-small and large messages count alike. Saved as JSON (default data/gloo_alpha_beta.json) for `longlab parallel` and notebook 07.
+small and large messages count alike. Saved as JSON (default data/gloo_alpha_beta.json) for
+`longlab parallel` and notebook 07.
 """
 from __future__ import annotations
 

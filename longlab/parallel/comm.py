@@ -11,7 +11,8 @@ One rank's view: `rank`, `world_size`, and five operations on plain (non-differe
 `groups` is a partition of all ranks into lists (every rank passes the same partition; None = one group).
 Chunks of one call have the same shape on every rank. `what` is a label template for the trace
 (`{src}`/`{dst}` are filled in); `blocks` (sequence chunk ids) and `heads` (head block) describe the payload
-for figures: a tuple/int, or "src"/"dst" for the sender's/receiver's own shard or head block. Differentiable wrappers live in `longlab.parallel.ops`.
+for figures: a tuple/int, or "src"/"dst" for the sender's/receiver's own shard or head block.
+Differentiable wrappers live in `longlab.parallel.ops`.
 
 Implementations: `SimGroup` (all ranks as threads of one process, alpha-beta clock; `sim_group.py`) and
 `TorchGroup` (torch.distributed: gloo on CPU, nccl on CUDA; `torch_group.py`).
@@ -32,13 +33,22 @@ class Communicator(Protocol):
     world_size: int
     trace: Trace
 
-    def all_to_all(self, chunks: Sequence[torch.Tensor], what: str = "", phase: str = "forward", blocks=None, heads=None) -> list[torch.Tensor]: ...
+    def all_to_all(
+        self, chunks: Sequence[torch.Tensor], what: str = "", phase: str = "forward", blocks=None, heads=None
+    ) -> list[torch.Tensor]: ...
 
-    def all_gather(self, x: torch.Tensor, groups=None, what: str = "", phase: str = "forward", blocks=None, heads=None) -> list[torch.Tensor]: ...
+    def all_gather(
+        self, x: torch.Tensor, groups=None, what: str = "", phase: str = "forward", blocks=None, heads=None
+    ) -> list[torch.Tensor]: ...
 
-    def reduce_scatter(self, chunks: Sequence[torch.Tensor], groups=None, what: str = "", phase: str = "forward", blocks=None, heads=None) -> torch.Tensor: ...
+    def reduce_scatter(
+        self, chunks: Sequence[torch.Tensor], groups=None, what: str = "", phase: str = "forward", blocks=None,
+        heads=None,
+    ) -> torch.Tensor: ...
 
-    def ring_shift(self, x: torch.Tensor, shift: int = 1, what: str = "", phase: str = "forward", blocks=None, heads=None): ...
+    def ring_shift(
+        self, x: torch.Tensor, shift: int = 1, what: str = "", phase: str = "forward", blocks=None, heads=None
+    ): ...
 
     def barrier(self) -> None: ...
 

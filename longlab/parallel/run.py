@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args) -> dict:
-    return {"segment_lengths": tuple(args.segments), "dilation_rates": tuple(args.rates)} if args.method == "longnet" else {}
+    if args.method != "longnet":
+        return {}
+    return {"segment_lengths": tuple(args.segments), "dilation_rates": tuple(args.rates)}
 
 
 def _workload(args) -> cost.Workload:
@@ -53,7 +55,8 @@ def format_rows(args, world, sent, received, times, model) -> str:
     lines = [
         f"{args.method} on {world} ranks: N={args.seq} H={args.heads} D={args.head_dim} B={args.batch} "
         f"causal={args.causal}; alpha={model.alpha:.3g} s, beta={model.beta:.3g} s/B",
-        f"{'rank':>4} {'sent (B)':>12} {'formula (B)':>12} {'received (B)':>12} {'measured (s)':>13} {'model comm (s)':>15}",
+        f"{'rank':>4} {'sent (B)':>12} {'formula (B)':>12} {'received (B)':>12} {'measured (s)':>13} "
+        f"{'model comm (s)':>15}",
     ]
     for r in range(world):
         lines.append(f"{r:>4} {sent[r]:>12,} {formula[r]:>12,} {received[r]:>12,} {times[r]:>13.4f} {modelled:>15.4f}")

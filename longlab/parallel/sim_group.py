@@ -132,8 +132,8 @@ class SimWorld:
             rank, exc = real[0]
             if isinstance(exc, threading.BrokenBarrierError):
                 raise TimeoutError(
-                    f"simulated world hung: a rank waited longer than the timeout at a collective "
-                    f"(ranks calling different collectives?)"
+                    "simulated world hung: a rank waited longer than the timeout at a collective "
+                    "(ranks calling different collectives?)"
                 ) from exc
             try:
                 wrapped = type(exc)(f"rank {rank}: {exc}")

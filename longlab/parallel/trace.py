@@ -63,6 +63,7 @@ class Trace:
     model: AlphaBeta = field(default_factory=AlphaBeta)
     measured: bool = False
     rank_times: list[float] | None = None
+    backward_time: float | None = None  # measured seconds of the backward launch (real processes only)
 
     def select(self, phase: str | None = None) -> list[Event]:
         return [e for e in self.events if phase is None or e.phase == phase]
@@ -103,7 +104,8 @@ class Trace:
     def summary(self) -> str:
         kind = "measured" if self.measured else "modelled"
         sent = ", ".join(f"{b:,}" for b in self.bytes_sent)
-        return f"{len(self.events)} transfers in {len(self.steps)} steps; bytes sent per rank [{sent}]; {kind} {self.time:.3g} s"
+        return (f"{len(self.events)} transfers in {len(self.steps)} steps; bytes sent per rank [{sent}]; "
+                f"{kind} {self.time:.3g} s")
 
     def __repr__(self) -> str:
         return f"Trace(world_size={self.world_size}, {self.summary()})"

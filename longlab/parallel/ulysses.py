@@ -42,7 +42,8 @@ def ulysses_attention(
     before the all-to-all and the padding rows are dropped before attention: never attended.
     Grouped-query k/v heads travel as they are when P divides Hk, else they are repeated to H heads first.
     """
-    check_qkv(q, k, v)
+    if q.shape[2] or q.dim() != 4:  # a rank may hold no positions at all when N < P
+        check_qkv(q, k, v)
     world, rank = group.world_size, group.rank
     heads = q.shape[1]
     check_ulysses(heads, world)
@@ -50,7 +51,9 @@ def ulysses_attention(
     n = seq_len if seq_len is not None else n_local * world
     sizes = shard_sizes(n, world)
     if sizes[rank] != n_local:
-        raise ValueError(f"rank {rank} holds {n_local} positions but seq_len={n} over {world} ranks gives {sizes[rank]}")
+        raise ValueError(
+            f"rank {rank} holds {n_local} positions but seq_len={n} over {world} ranks gives {sizes[rank]}"
+        )
     if k.shape[1] % world:
         k, v = expand_kv_heads(k, heads), expand_kv_heads(v, heads)
     padded = -(-n // world)
