@@ -96,7 +96,7 @@ def pattern_heatmap(pattern: Pattern, n: int, heads: int = 1, head: int = 0, tit
           legend=False)
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False)
     fig.update_xaxes(constrain="domain", showgrid=False, side="bottom")
-    fig.update_layout(plot_bgcolor=COLORS["empty"], width=720, height=600, margin=dict(t=90))
+    fig.update_layout(plot_bgcolor=COLORS["empty"], width=760, height=540, margin=dict(t=90))
     return fig
 
 
