@@ -255,3 +255,20 @@ def test_viz_figures_are_drawn_from_the_trace():
     lines = [t for t in vol.data if t.mode == "lines"]
     assert all(list(a.y) == list(b.y) for a, b in zip(sim, lines))  # simulated counts sit on the formulas
     assert len(causal_work_figure(64, 2).data) == 2
+
+
+def test_longnet_paper_offsets_and_explicit_offsets():
+    q, k, v = make_qkv(32, heads=4, kv_heads=4)
+    for offsets in ("paper", [[0, 0, 0, 0], [1, 0, 1, 0], [3, 2, 1, 0]]):
+        opts = dict(LONGNET, offsets=offsets)
+        out, _ = simulate("longnet", q, k, v, 4, causal=True, **opts)
+        mult = Dilated(LONGNET["segment_lengths"], LONGNET["dilation_rates"], True, offsets).multiplicity(4, 32)
+        torch.testing.assert_close(out, reference_attention(q, k, v, multiplicity=mult)[0], rtol=0, atol=1e-10)
+
+
+def test_launch_rejects_nccl_with_fork():
+    from longlab.parallel.launch import launch
+
+    q, k, v = (t.detach() for t in make_qkv(8))
+    with pytest.raises(ValueError, match="spawn"):
+        launch("ring", q, k, v, 2, backend="nccl")

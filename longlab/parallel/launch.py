@@ -47,7 +47,12 @@ def _worker(rank, world_size, port, backend, timeout, program, inputs, grad, res
             timeout=datetime.timedelta(seconds=timeout + 5),  # the parent's deadline fires first on a hang
         )
         group = TorchGroup()
-        leaves = tuple(t.detach().requires_grad_(grad is not None) for t in inputs)
+        device = torch.device("cpu")
+        if backend == "nccl":  # one GPU per rank
+            device = torch.device("cuda", rank % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+            grad = None if grad is None else grad.to(device)
+        leaves = tuple(t.detach().to(device).requires_grad_(grad is not None) for t in inputs)
         group.barrier()
         start = time.perf_counter()
         with torch.set_grad_enabled(grad is not None):
@@ -56,9 +61,13 @@ def _worker(rank, world_size, port, backend, timeout, program, inputs, grad, res
             if grad is not None:
                 found = torch.autograd.grad(out, leaves, grad, allow_unused=True)
                 grads = [torch.zeros_like(x) if d is None else d for x, d in zip(leaves, found)]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - start
         group.barrier()
-        payload = {"out": out.detach(), "grads": grads, "events": group.trace.events, "time": elapsed}
+        if grads is not None:
+            grads = [g.cpu() for g in grads]
+        payload = {"out": out.detach().cpu(), "grads": grads, "events": group.trace.events, "time": elapsed}
         dist.destroy_process_group()
         results.put(("ok", rank, pickle.dumps(payload)))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
@@ -177,6 +186,8 @@ def launch(
     opts = dict(opts)
     if backend not in ("gloo", "nccl", "mpi"):
         raise ValueError(f"backend must be 'gloo', 'nccl' or 'mpi', got {backend!r}")
+    if backend == "nccl" and start_method == "fork":
+        raise ValueError("backend='nccl' needs start_method='spawn' (CUDA cannot be used in forked children)")
     if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     layout_name = prepare(method, q, k, v, world_size, opts)
