@@ -80,6 +80,9 @@ def run_local(args) -> int:
     if args.backward:
         out.backward(torch.ones_like(out))
     print(format_rows(args, args.world, trace.sent("forward"), trace.received("forward"), trace.rank_times, model))
+    if args.backward:
+        print(f"backward (recomputes the forward, then backward): {trace.backward_time:.4f} s; "
+              f"bytes sent per rank {trace.sent('backward')}")
     return 0
 
 
@@ -123,18 +126,17 @@ def run_torchrun(args) -> int:
         if use_cuda:
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-    sent, received = group.trace.sent("forward"), group.trace.received("forward")
+    # Each rank recorded its own sends; sum the receivers' side over ranks, gather the senders' side.
+    received = torch.tensor(group.trace.received("forward"), dtype=torch.float64, device=device)
+    dist.all_reduce(received)
     gathered: list = [None] * world
-    dist.all_gather_object(gathered, (sent[rank], sum(received), elapsed))
-    received_by_rank = [0] * world
-    for e in group.trace.select("forward"):
-        received_by_rank[e.dst] += e.nbytes
-    totals = torch.tensor(received_by_rank, dtype=torch.float64)
-    dist.all_reduce(totals.to(device) if use_cuda and dist.get_backend() == "nccl" else totals)
+    dist.all_gather_object(gathered, (group.trace.sent("forward")[rank], elapsed))
     if rank == 0:
         model = load_alpha_beta(args.calibration)
-        print(format_rows(args, world, [g[0] for g in gathered], [int(x) for x in totals.tolist()],
-                          [g[2] for g in gathered], model))
+        print(format_rows(args, world, [g[0] for g in gathered], [int(x) for x in received.tolist()],
+                          [g[1] for g in gathered], model))
+        if args.backward:
+            print("measured = forward + backward")
     dist.destroy_process_group()
     return 0
 
