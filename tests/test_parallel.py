@@ -272,3 +272,10 @@ def test_launch_rejects_nccl_with_fork():
     q, k, v = (t.detach() for t in make_qkv(8))
     with pytest.raises(ValueError, match="spawn"):
         launch("ring", q, k, v, 2, backend="nccl")
+
+
+def test_ring_without_overlap_is_the_same_computation():
+    q, k, v = make_qkv(32)
+    out, trace = simulate("zigzag", q, k, v, 4, causal=True, overlap=False)
+    torch.testing.assert_close(out, reference_attention(q, k, v, causal=True)[0], rtol=0, atol=1e-10)
+    assert trace.bytes_sent == simulate("zigzag", q, k, v, 4, causal=True)[1].sent("forward")

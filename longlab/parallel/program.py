@@ -25,6 +25,8 @@ class RankProgram:
             unknown = set(opts) - set(LONGNET_OPTIONS)
             if unknown:
                 raise TypeError(f"unknown options {sorted(unknown)} for 'longnet'; it takes {LONGNET_OPTIONS}")
+        elif method in ("ring", "zigzag"):
+            _no_options(method, {k: v for k, v in opts.items() if k != "overlap"})
         elif not callable(method):
             _no_options(method, opts)
         self.method, self.causal, self.scale, self.seq_len, self.opts = method, causal, scale, seq_len, dict(opts)
@@ -37,7 +39,7 @@ class RankProgram:
             return ulysses_attention(group, q, k, v, causal=causal, scale=scale, seq_len=self.seq_len)
         if method in ("ring", "zigzag"):
             mode = "zigzag" if method == "zigzag" else "contiguous"
-            return ring_attention(group, q, k, v, causal=causal, scale=scale, layout=mode)
+            return ring_attention(group, q, k, v, causal=causal, scale=scale, layout=mode, **self.opts)
         return longnet_attention(group, q, k, v, causal=causal, scale=scale, **self.opts)
 
     def __repr__(self) -> str:

@@ -37,12 +37,15 @@ def ring_attention(
     causal: bool = False,
     scale: float | None = None,
     layout: str = "contiguous",
+    overlap: bool = True,
 ) -> torch.Tensor:
     """This rank's output of softmax(q k^T * scale) v over the whole sequence, by passing k/v around the ring.
 
     q (B, H, n, D), k/v (B, Hk, n, D/Dv): this rank's chunks in `layout` order (see `layout.split`; with
     "zigzag" the n positions are chunk r then chunk 2P-1-r). Returns (B, H, n, Dv). Causal is exact with
     either layout. Block merge: paper eq. for blockwise softmax, out = sum_i exp(lse_i - lse) out_i.
+    overlap: start the next block's transfer before computing on the current one (default); False waits
+    for it first (for measuring what the overlap buys).
     """
     check_qkv(q, k, v)
     world, rank = group.world_size, group.rank
@@ -61,21 +64,25 @@ def ring_attention(
         pending = None
         if step < world - 1:  # start the next transfer first: it runs while we compute on this block
             pending = RingPass(group, kv, what=f"k,v chunks {theirs} (rank {{src}} -> {{dst}})", blocks=theirs)
+        current = kv
+        if pending is not None and not overlap:
+            kv = pending.wait()
+            pending = None
         used = False
         for qi, q_chunk in enumerate(mine):
             for kj, k_chunk in enumerate(theirs):
                 seen = block_visibility(q_chunk, k_chunk, causal)
                 if seen == "none":
                     continue
-                block = kv[:, :, kj * chunk : (kj + 1) * chunk]
+                block = current[:, :, kj * chunk : (kj + 1) * chunk]
                 partials[qi].append(
                     attend(q_parts[qi], block[..., :d_k], block[..., d_k:], causal=seen == "diagonal", scale=scale)
                 )
                 used = True
         if pending is not None:
             kv = pending.wait()
-        elif not used:
-            skipped_last = kv
+        elif step == world - 1 and not used:
+            skipped_last = current
     out = torch.cat([merge(p)[0] for p in partials], dim=2)
     return anchor(out, skipped_last)
 
