@@ -6,5 +6,6 @@ what the library computes. Modules:
 - `viz.widgets`: `interactive()`/`as_widget(fig)`: FigureWidget in a live kernel, plain go.Figure headless.
 - `viz.pattern_heatmap`: query x key heatmap of a Pattern, coloured by branch; `pattern_explorer()` widget.
 - `viz.complexity`: dense attention cost (FLOPs, score-matrix bytes) vs sequence length.
+- `viz.tour`: the tour's methods table with links to the notebooks that exist (others marked coming).
 longlab itself never imports viz.
 """

@@ -21,7 +21,7 @@ N_MIN_LOG2 = 10             # shortest sequence in the cost figure: 2**10 tokens
 N_MAX_LOG2 = 20             # longest: 2**20 (about 1M) tokens
 HEADS, HEAD_DIM = 32, 128   # one attention layer of a 7B-class model
 DTYPE_BYTES = 2             # bf16 / fp16
-ACCELERATOR_BYTES = 80e9    # one 80 GB accelerator
+ACCELERATOR_GB = 80         # memory of one large accelerator, GB (10^9 bytes)
 DEMO_N, DEMO_HEADS = 32, 4  # pattern explorer: sequence length and number of heads
 """),
     code("""
@@ -47,14 +47,15 @@ rows = dense_cost_table(ns, head_dim=HEAD_DIM, heads=HEADS, dtype_bytes=DTYPE_BY
 display(Markdown(dense_cost_markdown(rows)))
 """),
     code("""
+accelerator = f"{ACCELERATOR_GB} GB ({format_bytes(ACCELERATOR_GB * 1e9)})"
 double = dense_cost(2 * ns[-1], head_dim=HEAD_DIM, heads=HEADS, dtype_bytes=DTYPE_BYTES)
-n_fit = max_n_for_memory(ACCELERATOR_BYTES, heads=HEADS, dtype_bytes=DTYPE_BYTES)
+n_fit = max_n_for_memory(ACCELERATOR_GB * 1e9, heads=HEADS, dtype_bytes=DTYPE_BYTES)
 display(Markdown(
     f"Doubling N from {ns[-1]:,} to {2 * ns[-1]:,} multiplies the FLOPs by "
     f"**{double['flops'] / rows[-1]['flops']:.1f}x** and the score matrix by "
     f"**{double['score_bytes'] / rows[-1]['score_bytes']:.1f}x**, but the KV cache only by "
     f"**{double['kv_cache_bytes'] / rows[-1]['kv_cache_bytes']:.1f}x**. "
-    f"One layer's score matrix stops fitting in a {format_bytes(ACCELERATOR_BYTES)} accelerator at "
+    f"One layer's score matrix stops fitting in an {accelerator} accelerator at "
     f"**N = {n_fit + 1:,} tokens**; at N = {ns[-1]:,} that layer needs "
     f"{format_count(rows[-1]['flops'])}FLOP."
 ))
@@ -71,7 +72,7 @@ patterns = {
     "LongNet dilated, w = 2k..32k, r = 1..16": Dilated((2048, 4096, 8192, 16384, 32768), (1, 2, 4, 8, 16)),
 }
 dense_cost_figure(ns, head_dim=HEAD_DIM, heads=HEADS, dtype_bytes=DTYPE_BYTES, patterns=patterns,
-                  memory_line=ACCELERATOR_BYTES, memory_line_label=f"{format_bytes(ACCELERATOR_BYTES)} accelerator")
+                  memory_line=ACCELERATOR_GB * 1e9, memory_line_label=f"{ACCELERATOR_GB} GB accelerator")
 """),
     md("""
 ## 2. Look at a pattern
