@@ -7,6 +7,7 @@ for under 3 minutes on the pydoc_data corpus, plus its measured numbers (unigram
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -27,22 +28,27 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=170.0, help="training time limit (default: under 3 min)")
     parser.add_argument("--steps", type=int, default=2000, help="step budget (the time limit usually ends first)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=4e-3)
+    parser.add_argument("--train-memory", type=int, default=2048, help="memory tokens per head while training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-tokens", type=int, default=24576, help="bytes of the longest held-out document")
     parser.add_argument("--out", default=str(HERE / "checkpoints" / "tiny_memorizing.safetensors"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     train_docs, val_docs = split_documents()
-    config = TrainConfig(steps=args.steps, batch_size=8, lr=4e-3, warmup=20, eval_every=50, eval_windows=32,
+    config = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup=20, eval_every=25, eval_windows=32,
                          seed=args.seed, time_limit_s=args.seconds)
     torch.manual_seed(args.seed)
-    model = TinyLM(CONFIG)
+    model = TinyLM(dataclasses.replace(CONFIG, memory_size=args.train_memory))
     print(model)
     result = train(model, [d.tokens() for d in train_docs], [d.tokens() for d in val_docs], config)
     longest = max(val_docs, key=lambda d: len(d.text))
     start = time.perf_counter()
     curve = loss_vs_memory(model, longest.tokens(), (0, 1024, 4096, 16384), max_tokens=args.eval_tokens)
+    within_3_min = [h for h in result.history if h["elapsed_s"] <= 180]
     info = {
+        "val_loss_within_180s": within_3_min[-1] if within_3_min else None,
         "train": {"steps": result.steps, "elapsed_s": round(result.elapsed_s, 1), "threads": args.threads,
                   "batch_size": config.batch_size, "lr": config.lr, "seed": args.seed, "history": result.history},
         "val_loss": result.final_val_loss,
