@@ -37,37 +37,38 @@ def _biased_attention(q, k, v, log_weight, causal, scale):
     return torch.matmul(torch.exp(scores - lse[..., None]), v), lse
 
 
-def _branch(q, k, v, pattern, branch, causal, scale, dedupe):
-    """[(block, out_b (B, G*S, m, Dv), lse_b (B, G*S, m))] for one branch, each block a dense problem."""
-    heads, n = q.shape[1], q.shape[2]
+def _branch(q_flat, k_flat, v_flat, pattern, branch, heads, n, causal, scale, dedupe):
+    """[(block, index, out_b (B, G*S, m, Dv), lse_b (B, G*S, m))] for one branch; inputs are (B, H*N, D)."""
     results = []
     for block in branch_blocks(pattern, branch, heads, n):
-        qb, kb, vb = gather(q, block), gather(k, block), gather(v, block)
+        index = None if block.identity else block.flat_index(n, q_flat.device)
+        qb, kb, vb = (gather(t, block, index) for t in (q_flat, k_flat, v_flat))
         if dedupe:
-            mult = block_multiplicity(pattern, block, heads, n).to(q.device)  # (G, S, m, m)
-            log_w = -mult.to(q.dtype).log().reshape(1, -1, block.rows, block.rows)
+            mult = block_multiplicity(pattern, block, heads, n).to(q_flat.device)  # (G, S, m, m)
+            log_w = -mult.to(q_flat.dtype).log().reshape(1, -1, block.rows, block.rows)
             out_b, lse_b = _biased_attention(qb, kb, vb, log_w, causal, scale)
         else:
             out_b, lse_b = attend(qb, kb, vb, causal=causal, scale=scale)
-        results.append((block, out_b, lse_b))
+        results.append((block, index, out_b, lse_b))
     return results
 
 
-def _merge_branches(branches, shape, like):
+def _merge_branches(branches, bsz, heads, n, dv, like):
     """LSE-merge of all branches' blocks straight into one (B, H, N, Dv) output (paper eq. 10).
 
-    Same maths as `merge` on scattered per-branch tensors, without materialising a zero-filled full-size output
-    per branch: only the small (B, H, N) lse maps are scattered; each block's output is weighted and added
-    into its rows. Uncovered rows keep weight 0; rows covered by no branch give out 0, lse -inf. Exact grads.
+    Same maths as `merge` on scattered per-branch tensors, without materialising a zero-filled full-size
+    output per branch: only the small (B, H*N) lse maps are scattered; each block's output is weighted and
+    index_add-ed into its rows (backward: one index_select). Uncovered rows keep weight 0; rows covered by no
+    branch give out 0, lse -inf. Exact gradients, through lse too.
     """
-    bsz, heads, n, dv = shape
     lse_maps = []
     for results in branches:
-        lse_b = like.new_full((bsz, heads, n), float("-inf"))
-        for block, _, l_b in results:
-            lse_b[:, block.heads, block.start : block.stop : block.step] = l_b.reshape(bsz, -1, block.total_rows)
-        lse_maps.append(lse_b)
-    lses = torch.stack(lse_maps)  # (branches, B, H, N)
+        flat = like.new_full((bsz, heads * n), float("-inf"))
+        for block, index, _, l_b in results:
+            l_flat = l_b.reshape(bsz, -1)
+            flat = l_flat if block.identity else flat.index_copy(1, index, l_flat)
+        lse_maps.append(flat)
+    lses = torch.stack(lse_maps)  # (branches, B, H*N)
     top = lses.amax(dim=0).detach()  # a stabiliser only: its gradient cancels exactly
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     total = torch.exp(lses - top).sum(dim=0)
@@ -77,17 +78,19 @@ def _merge_branches(branches, shape, like):
     safe_lse = torch.where(empty, torch.zeros_like(lse), lse)
     out = None
     for lse_b, results in zip(lse_maps, branches):
-        weight = torch.exp(lse_b - safe_lse)  # (B, H, N); 0 where the branch does not cover the row
-        for block, o_b, _ in results:
-            rows = (block.heads, slice(block.start, block.stop, block.step))
-            o_b = o_b.reshape(bsz, -1, block.total_rows, dv)
-            if out is None and block.covers_all(n):  # the r = 1 branch: a pure view, no zero fill
-                out = o_b * weight[..., None]
+        weight = torch.exp(lse_b - safe_lse)  # (B, H*N); 0 where the branch does not cover the row
+        for block, index, o_b, _ in results:
+            rows_weight = weight if block.identity else weight.index_select(1, index)
+            contrib = o_b.reshape(bsz, -1, dv) * rows_weight[..., None]
+            if block.identity:  # the r = 1 branch covers every row: no scatter at all
+                out = contrib if out is None else out + contrib
                 continue
             if out is None:
-                out = like.new_zeros(bsz, heads, n, dv)
-            out[:, rows[0], rows[1]] += o_b * weight[:, rows[0], rows[1], None]
-    return out, lse
+                out = like.new_zeros(bsz, heads * n, dv)
+            out.index_add_(1, index, contrib)
+    if out is None:  # no branch keeps any row (e.g. N < every head's offset)
+        out = like.new_zeros(bsz, heads * n, dv)
+    return out.view(bsz, heads, n, dv), lse.view(bsz, heads, n)
 
 
 def dilated_attention(
@@ -134,10 +137,13 @@ def dilated_attention(
     for b in range(pattern.num_branches):
         pattern.head_offsets(b, heads)  # validates explicit offset lists against H
     k, v = expand_kv_heads(k, heads), expand_kv_heads(v, heads)
-    branches = [_branch(q, k, v, pattern, b, causal, scale, dedupe) for b in range(pattern.num_branches)]
-    # Order so a branch whose single block covers everything (r = 1, N % w == 0) seeds the output as a view.
-    branches.sort(key=lambda res: not (len(res) == 1 and res[0][0].covers_all(q.shape[2])))
-    out, lse = _merge_branches(branches, (*q.shape[:3], v.shape[-1]), q)
+    bsz, n = q.shape[0], q.shape[2]
+    q_flat, k_flat, v_flat = (t.reshape(bsz, heads * n, t.shape[-1]) for t in (q, k, v))
+    branches = [_branch(q_flat, k_flat, v_flat, pattern, b, heads, n, causal, scale, dedupe)
+                for b in range(pattern.num_branches)]
+    # A branch whose single block is the identity (r = 1, N % w == 0) goes first and seeds the output.
+    branches.sort(key=lambda res: not (res and res[0][0].identity))
+    out, lse = _merge_branches(branches, bsz, heads, n, v.shape[-1], q)
     return (out, lse) if return_lse else out
 
 

@@ -1,13 +1,13 @@
 """Gathered layout of a dilated branch: which rows become which dense block (gather, don't mask).
 
 A branch (w, r) cuts N into segments of w = min(w_i, N) and keeps, per head, the rows whose in-segment
-index is = offset(head) (mod r). Because w is a multiple of r, the in-segment phase of every full segment
-equals the global phase p mod r, so the kept rows of all full segments form ONE strided slice
-`x[:, heads, o : S*w : r]`, which reshapes to (B, heads * S, w / r, D) dense blocks. Heads that share an
-offset share a slice (reference offsets give contiguous head ranges, paper offsets give strided ones), so a
-branch needs one block per distinct offset, plus one for the last partial segment when N is not a multiple
-of w. The partial segment keeps only the rows that exist: padding is never created, so never attended.
-For r = 1 with no partial segment the gather is a pure view.
+index is = offset(head) (mod r). Because w is a multiple of r, every full segment keeps the same number
+w / r of rows for every head, whatever its offset: all heads' kept rows of all full segments form ONE dense
+problem of shape (B, H * S, w / r, D), gathered with a single index_select on the (B, H * N, D) view of the
+input (its backward is a single index_add). The last partial segment (N not a multiple of w) keeps
+ceil((len - offset) / r) rows, which depends on the offset: heads are grouped by that count into small extra
+blocks. Only real rows are gathered: padding is never created, so never attended. For r = 1 with no partial
+segment the gather is the identity (a pure view).
 """
 from __future__ import annotations
 
@@ -16,42 +16,27 @@ from dataclasses import dataclass
 import torch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Block:
-    """One dense attention problem of a branch: rows start, start+step, ... < stop of the heads `heads`,
-    split into `segments` independent segments of `rows` rows each (segments * rows rows in all)."""
+    """One dense attention problem of a branch: for each head in `head_ids`, the sequence positions
+    `positions[g]` (segments x rows, ascending), each segment attending only within itself."""
 
-    heads: object  # slice or LongTensor of head indices (all with the same offset)
     head_ids: tuple[int, ...]
-    start: int
-    stop: int
-    step: int
-    segments: int
-    rows: int
+    positions: torch.Tensor  # LongTensor (G, segments, rows)
+    identity: bool = False  # every row of every head, in order: gather/scatter are views
 
     @property
-    def total_rows(self) -> int:
-        return self.segments * self.rows
+    def segments(self) -> int:
+        return self.positions.shape[1]
 
-    def covers_all(self, n: int) -> bool:
-        """True when the block is every row of every head (r = 1, N a multiple of w): gather is a pure view."""
-        return self.heads == slice(None) and self.start == 0 and self.step == 1 and self.stop == n
+    @property
+    def rows(self) -> int:
+        return self.positions.shape[2]
 
-    def positions(self) -> torch.Tensor:
-        """LongTensor (segments, rows) of the sequence positions of the block's rows."""
-        return torch.arange(self.start, self.stop, self.step).view(self.segments, self.rows)
-
-
-def _head_selector(heads: list[int], total: int):
-    """A slice when `heads` is an arithmetic progression (cheap strided view), else an index tensor."""
-    if heads == list(range(total)):
-        return slice(None)
-    if len(heads) == 1:
-        return slice(heads[0], heads[0] + 1)
-    step = heads[1] - heads[0]
-    if step > 0 and all(b - a == step for a, b in zip(heads, heads[1:])):
-        return slice(heads[0], heads[-1] + 1, step)
-    return torch.tensor(heads, dtype=torch.long)
+    def flat_index(self, n: int, device=None) -> torch.Tensor:
+        """Indices into the (B, H * N, D) view of a (B, H, N, D) tensor: head h, position p -> h * N + p."""
+        heads = torch.tensor(self.head_ids)[:, None, None]
+        return (heads * n + self.positions).flatten().to(device)
 
 
 def branch_blocks(pattern, branch: int, heads: int, n: int) -> list[Block]:
@@ -59,36 +44,35 @@ def branch_blocks(pattern, branch: int, heads: int, n: int) -> list[Block]:
     w = pattern.segment_length(branch, n)
     r = pattern.dilation_rates[branch]
     offsets = pattern.head_offsets(branch, heads)
-    by_offset: dict[int, list[int]] = {}
-    for h, o in enumerate(offsets):
-        by_offset.setdefault(o, []).append(h)
     # w % r != 0 only when the clamp w = N < w_i bites: then the single segment is handled as "partial".
     full = n // w if w % r == 0 else 0
     tail_start, tail_len = full * w, n - full * w
     blocks = []
-    for o in sorted(by_offset):
-        hs = by_offset[o]
-        sel = _head_selector(hs, heads)
-        if full and o < w:
-            blocks.append(Block(sel, tuple(hs), o, full * w, r, full, w // r))
+    if full:
+        starts = torch.arange(full)[None, :, None] * w + torch.tensor(offsets)[:, None, None]
+        positions = starts + r * torch.arange(w // r)[None, None, :]  # (H, S, w / r)
+        blocks.append(Block(tuple(range(heads)), positions, identity=(r == 1 and tail_len == 0)))
+    by_count: dict[int, list[int]] = {}
+    for h, o in enumerate(offsets):
         if tail_len > o:
-            rows = -(-(tail_len - o) // r)
-            blocks.append(Block(sel, tuple(hs), tail_start + o, n, r, 1, rows))
+            by_count.setdefault(-(-(tail_len - o) // r), []).append(h)
+    for count, hs in sorted(by_count.items()):
+        starts = torch.tensor([tail_start + offsets[h] for h in hs])[:, None, None]
+        blocks.append(Block(tuple(hs), starts + r * torch.arange(count)[None, None, :]))
     return blocks
 
 
-def gather(x: torch.Tensor, block: Block) -> torch.Tensor:
-    """(B, H, N, D) -> (B, G * segments, rows, D): the block's rows as dense segments (a view when possible)."""
-    picked = x[:, block.heads, block.start : block.stop : block.step]
-    return picked.reshape(x.shape[0], -1, block.rows, x.shape[-1])
+def gather(x_flat: torch.Tensor, block: Block, index: torch.Tensor | None) -> torch.Tensor:
+    """(B, H * N, D) -> (B, G * segments, rows, D): the block's rows as dense segments (a view if identity)."""
+    picked = x_flat if block.identity else x_flat.index_select(1, index)
+    return picked.view(x_flat.shape[0], -1, block.rows, x_flat.shape[-1])
 
 
 def block_multiplicity(pattern, block: Block, heads: int, n: int) -> torch.Tensor:
     """int64 (G, segments, rows, rows): through how many branches each (query row, key row) pair of the block
     is visible (used by dedupe to weight each copy 1/multiplicity, so each distinct key counts once)."""
-    pos = block.positions()
-    q_pos, k_pos = pos[:, :, None], pos[:, None, :]
-    total = torch.zeros(len(block.head_ids), *q_pos.shape[:2], pos.shape[1], dtype=torch.long)
+    q_pos, k_pos = block.positions[..., :, None], block.positions[..., None, :]
+    total = torch.zeros(*block.positions.shape, block.rows, dtype=torch.long)
     for c in range(pattern.num_branches):
         w, r = pattern.segment_length(c, n), pattern.dilation_rates[c]
         offs = torch.tensor([pattern.head_offsets(c, heads)[h] for h in block.head_ids])[:, None, None, None]
