@@ -2,6 +2,7 @@
 simulator, failure handling. Each launch takes a fraction of a second."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -62,6 +63,21 @@ def _hangs_on_rank_zero(group, q, k, v, causal=False, scale=None):
     if group.rank == 0:
         time.sleep(60)
     return q
+
+
+def _dies_on_rank_one(group, q, k, v, causal=False, scale=None):
+    if group.rank == 1:
+        os._exit(3)  # killed without a word (like an OOM kill)
+    group.barrier()
+    return q
+
+
+def test_a_rank_that_dies_silently_is_reported():
+    q = torch.randn(1, 2, 8, 4)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"rank 1 died \(exit code 3\)"):
+        launch(_dies_on_rank_one, q, q, q, 2, timeout=20, layout="ring")
+    assert time.monotonic() - start < 15
 
 
 def test_a_rank_that_raises_ends_the_launch_with_its_traceback():

@@ -27,6 +27,9 @@ from .program import prepare, rank_program, shards
 from .trace import AlphaBeta, Trace
 
 
+REPORTED_EXIT = 70  # exit code of a rank that reported its own error (any other non-zero code: a silent death)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -76,7 +79,7 @@ def _worker(rank, world_size, port, backend, timeout, program, inputs, grad, res
         results.put(("error", rank, traceback.format_exc()))
         results.close()
         results.join_thread()
-        os._exit(1)
+        os._exit(REPORTED_EXIT)
 
 
 def run_world(program, per_rank_inputs, grads=None, backend="gloo", timeout=60.0, start_method="fork") -> list[dict]:
@@ -117,6 +120,12 @@ def run_world(program, per_rank_inputs, grads=None, backend="gloo", timeout=60.0
                     ) from None
                 continue
             if status == "error":
+                silent = _silent_death(procs, reported={rank, *payloads})
+                if silent is not None:  # the real cause: rank `rank` only saw its peer vanish
+                    raise RuntimeError(
+                        f"rank {silent} died (exit code {procs[silent].exitcode}) without reporting; rank {rank} "
+                        f"then failed and the other ranks were stopped. Rank {rank}'s traceback:\n{body}"
+                    )
                 raise RuntimeError(f"rank {rank} raised; the other ranks were stopped. Its traceback:\n{body}")
             payloads[rank] = pickle.loads(body)
     finally:
@@ -127,6 +136,18 @@ def run_world(program, per_rank_inputs, grads=None, backend="gloo", timeout=60.0
             p.join(timeout=5)
         results.close()
     return [payloads[r] for r in range(world_size)]
+
+
+def _silent_death(procs, reported, grace: float = 0.5):
+    """A rank that exited non-zero without reporting (killed, os._exit), waiting up to `grace` s for exit codes."""
+    deadline = time.monotonic() + grace
+    while True:
+        for r, p in enumerate(procs):
+            if r not in reported and p.exitcode not in (None, 0, REPORTED_EXIT):
+                return r
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
 
 
 def _trace_from(payloads, world_size, phase=None) -> Trace:
