@@ -26,7 +26,6 @@ from . import layout
 from .program import prepare, rank_program, shards
 from .trace import AlphaBeta, Trace
 
-
 REPORTED_EXIT = 70  # exit code of a rank that reported its own error (any other non-zero code: a silent death)
 
 
