@@ -8,6 +8,7 @@
 - `cost`: per-method communication volume formulas and alpha-beta time; `calibrate`: measure gloo alpha/beta.
 Entry points for real clusters: `longlab parallel ...` and `torchrun -m longlab.parallel.run ...`.
 """
+from .calibrate import calibrate, load_alpha_beta
 from .comm import Communicator
 from .cost import Workload, bytes_per_rank, comm_time, plan
 from .dilated_dist import longnet_attention
@@ -23,5 +24,5 @@ from .ulysses import ulysses_attention
 __all__ = [
     "simulate", "launch", "SimGroup", "SimWorld", "TorchGroup", "Communicator", "Trace", "Event", "AlphaBeta",
     "ulysses_attention", "ring_attention", "longnet_attention", "Workload", "plan", "bytes_per_rank",
-    "comm_time", "METHODS",
+    "comm_time", "METHODS", "calibrate", "load_alpha_beta",
 ]
