@@ -126,7 +126,7 @@ def _figure_state(page):
     return page.evaluate(FIGURE_STATE, WIDGET_PLOT)
 
 
-def test_tour_runs_and_slider_redraws(lab, browser_page, tmp_path):
+def test_tour_runs_and_slider_redraws(browser_page, lab, tmp_path):  # browser first: skips before a server starts
     try:
         _drive_tour(*lab, browser_page, tmp_path)
     except BaseException:
