@@ -56,7 +56,7 @@ def head_grid(pattern: Pattern, n: int, heads: int, columns: int = 4) -> go.Figu
                      f"(its offset); together the heads cover every position</sup>", legend=False)
     fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False)
     fig.update_xaxes(showticklabels=False, showgrid=False)
-    fig.update_layout(plot_bgcolor=COLORS["empty"], height=230 * rows + 80, width=900)
+    fig.update_layout(plot_bgcolor=COLORS["empty"], height=230 * rows + 110, width=900, margin=dict(t=110))
     return fig
 
 
@@ -106,7 +106,7 @@ def masking_vs_gathering(pattern: Dilated, n: int, heads: int, head: int = 0, bl
     costs = masked_costs(pattern, heads, n, head_dim=64, block=block)
     fig = make_subplots(rows=1, cols=3, column_widths=[0.36, 0.36, 0.28], horizontal_spacing=0.08,
                         subplot_titles=(f"block mask: {int(occ.sum())}/{occ.size} tiles of {block}x{block}",
-                                        "gathered: dense blocks per branch", "work (all heads, d = 64)"))
+                                        "gathered: one dense block per segment", "work (all heads, d = 64)"))
     fig.add_trace(go.Heatmap(z=occ, colorscale=[[0, COLORS["empty"]], [1, method_color("dense")]], showscale=False,
                              x0=block / 2, dx=block, y0=block / 2, dy=block,
                              hovertemplate="q tile %{y}, k tile %{x}: %{z}<extra></extra>"), row=1, col=1)
@@ -122,7 +122,9 @@ def masking_vs_gathering(pattern: Dilated, n: int, heads: int, head: int = 0, bl
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=pattern.branch_names()[b],
                                  marker=dict(color=branch_color(b), symbol="square", size=12)), row=1, col=2)
     fig.update_xaxes(range=[0, max(x, 1)], title_text="gathered rows, laid side by side", row=1, col=2)
-    fig.update_yaxes(range=[0, max(x, 1) / 2], title_text="rows per block", row=1, col=2)
+    tallest = max((blk.rows for b in range(pattern.num_branches) for blk in branch_blocks(pattern, b, heads, n)),
+                  default=1)
+    fig.update_yaxes(range=[0, tallest * 1.15], title_text="rows per block (each block: rows x rows)", row=1, col=2)
     names = ["dense mask", "block mask", "gathered"]
     fig.add_trace(go.Bar(x=names, y=[costs[k] for k in names], showlegend=False,
                          marker_color=[method_color("dense"), method_color("sliding"), method_color("dilated")],
