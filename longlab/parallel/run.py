@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
     parser.add_argument("--causal", action="store_true", help="causal attention")
     parser.add_argument("--backward", action="store_true", help="also run the backward pass")
+    parser.add_argument("--no-overlap", action="store_true",
+                        help="ring/zigzag: wait for each k/v transfer before computing (to measure the overlap)")
     parser.add_argument("--segments", type=int, nargs="+", default=[512, 1024, 2048], help="longnet segment lengths")
     parser.add_argument("--rates", type=int, nargs="+", default=[1, 2, 4], help="longnet dilation rates")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a hung run is stopped")
@@ -39,14 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args) -> dict:
+    if args.method in ("ring", "zigzag"):
+        return {"overlap": False} if args.no_overlap else {}
     if args.method != "longnet":
         return {}
     return {"segment_lengths": tuple(args.segments), "dilation_rates": tuple(args.rates)}
 
 
 def _workload(args) -> cost.Workload:
+    opts = _options(args) if args.method == "longnet" else {}
     return cost.Workload(args.seq, args.heads, args.head_dim, args.kv_heads, batch=args.batch, elem_size=4,
-                         opts=_options(args))
+                         opts=opts)
 
 
 def format_rows(args, world, sent, received, times, model) -> str:
