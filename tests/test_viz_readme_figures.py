@@ -18,10 +18,21 @@ def _load():
 
 def test_figures_are_labelled():
     figs = _load().figures()
-    assert set(figs) == {"dilated_pattern", "dense_cost"}
+    assert set(figs) == {"dilated_pattern", "dense_cost", "readme"}
     for fig in figs.values():
         assert isinstance(fig, go.Figure) and fig.layout.title.text
         assert "(" in fig.layout.xaxis.title.text  # axis states its unit
+
+
+def test_side_by_side_copies_traces():
+    module = _load()
+    figs = module.figures()
+    before = figs["dense_cost"].to_json()
+    combined = module.side_by_side(figs["dilated_pattern"], figs["dense_cost"])
+    assert figs["dense_cost"].to_json() == before  # sources untouched
+    assert len(combined.data) == len(figs["dilated_pattern"].data) + len(figs["dense_cost"].data)
+    assert {t.xaxis or "x" for t in combined.data} == {"x", "x2", "x3"}
+    assert combined.layout.xaxis2.type == combined.layout.xaxis3.type == "log"
 
 
 @pytest.mark.slow
