@@ -153,7 +153,8 @@ class DilatedAttention(nn.Module):
     Drop-in for `nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)` used as self-attention:
     `forward(query, key=None, value=None, ...)` takes (B, N, E) and returns (out (B, N, E), None).
     key/value default to query; attention weights are never materialised (need_weights must be False) and
-    attn_mask / key_padding_mask are not supported (use `causal`).
+    attn_mask / key_padding_mask are not supported (use `causal`). `dropout` applies to the attention output
+    before out_proj (the weights are never formed, so they cannot be dropped as nn.MultiheadAttention does).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, segment_lengths=(2048, 4096, 8192),
