@@ -60,7 +60,8 @@ def main(argv=None) -> None:
     }
     path = save_checkpoint(model, args.out, info)
     print(json.dumps({k: v for k, v in info.items() if k != "train"}, indent=1))
-    print(f"trained {result.steps} steps in {result.elapsed_s:.0f} s; wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    size_mb = path.stat().st_size / 1e6
+    print(f"trained {result.steps} steps in {result.elapsed_s:.0f} s; wrote {path} ({size_mb:.2f} MB)")
 
 
 if __name__ == "__main__":

@@ -124,4 +124,5 @@ class MemorizingAttention(SelfAttention):
         return self.merge_heads(out)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, memory_size={self.memory_size}, topk={self.topk}, local={self.config.memory_local}"
+        local = self.config.memory_local
+        return f"{super().extra_repr()}, memory_size={self.memory_size}, topk={self.topk}, local={local}"
