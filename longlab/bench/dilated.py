@@ -5,11 +5,11 @@ Targets on the 2-core CPU: N = 16384 non-causal >= 4.0x faster than SDPA (FLOP i
 non-causal and causal >= 15x (ideal 18.3x); time(65536) / time(16384) <= 4.6; forward+backward at 65536 >= 8x.
 `speedup` = sdpa_s / dilated_s; `flop_ideal_speedup` = dense pairs / dilated pairs from the pattern objects.
 Peak memory = bytes of tensors created during the call (see longlab.analysis.memtrack), inputs excluded.
-Dense SDPA at N = 65536 takes ~40 s forward on a quiet 2-core CPU, so large sizes run once (no warm-up).
+Dense SDPA at N = 65536 takes ~40 s forward on a quiet 2-core CPU, so large sizes run once (no warm-up);
+smaller sizes alternate dilated and SDPA runs and keep the fastest of each. `--threads 1` is steadier on a
+machine shared with other work (two threads wait on each other whenever one is descheduled).
 """
 from __future__ import annotations
-
-import statistics
 
 import torch
 import torch.nn.functional as F
@@ -37,20 +37,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--causal", choices=["both", "yes", "no"], default="both")
     parser.add_argument("--backward-sizes", type=int, nargs="*", default=[16384, 65536],
                         help="sizes (among --sizes) also timed forward+backward, non-causal")
-    parser.add_argument("--repeats", type=int, default=3, help="median of this many runs below N = 32768")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many alternating runs below N = 32768")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=None, help="CSV path (default data/bench/dilated_<device>.csv)")
 
 
-def _measure(fn, n, repeats, device):
-    """(median seconds, peak bytes): warm-up + `repeats` runs for small N, a single run for large N."""
+def _measure_pair(ours, sdpa, n, repeats, device):
+    """((seconds, peak bytes) for ours, same for sdpa). Small N: one warm-up each, then `repeats` rounds that
+    alternate the two (both see the same machine load) and keep the fastest (noise only ever adds time).
+    Large N: a single run each, no warm-up."""
+    rounds = repeats if n < LARGE else 1
     if n < LARGE:
-        fn()
-        runs = [timed_peak(fn, device) for _ in range(repeats)]
-    else:
-        runs = [timed_peak(fn, device)]
-    return statistics.median(t for t, _ in runs), max(p for _, p in runs)
+        timed_peak(ours, device), timed_peak(sdpa, device)
+    runs = [(timed_peak(ours, device), timed_peak(sdpa, device)) for _ in range(rounds)]
+    best = [(min(r[i][0] for r in runs), max(r[i][1] for r in runs)) for i in (0, 1)]
+    return best[0], best[1]
 
 
 def _forward_fns(q, k, v, lengths, rates, causal):
@@ -83,6 +85,7 @@ def measure(sizes, heads: int = 8, head_dim: int = 64, segment_lengths=(2048, 40
     """Time dilated_attention vs SDPA on random (1, heads, N, head_dim) inputs; one row per (N, causal, pass)."""
     device = torch.device(device)
     segment_lengths, dilation_rates = list(segment_lengths), list(dilation_rates)
+    timed_peak(lambda: dilated_attention(*(torch.ones(1, 1, 8, 4),) * 3, [4], [2]))  # first-use costs of the tracker
     jobs = [(n, c, "fwd") for n in sizes for c in causal_modes]
     jobs += [(n, False, "fwd+bwd") for n in sizes if n in backward_sizes]
     rows, last = [], {}
@@ -91,8 +94,7 @@ def measure(sizes, heads: int = 8, head_dim: int = 64, segment_lengths=(2048, 40
         q, k, v = (torch.randn(1, heads, n, head_dim, generator=gen).to(device) for _ in range(3))
         make = _forward_fns if pass_ == "fwd" else _backward_fns
         ours, sdpa = make(q, k, v, segment_lengths, dilation_rates, causal)
-        t_ours, m_ours = _measure(ours, n, repeats, device)
-        t_sdpa, m_sdpa = _measure(sdpa, n, repeats, device)
+        (t_ours, m_ours), (t_sdpa, m_sdpa) = _measure_pair(ours, sdpa, n, repeats, device)
         pattern = Dilated(segment_lengths, dilation_rates, causal=causal)
         ideal = Dense(causal).pairs(heads, n) / pattern.pairs(heads, n)
         prev = last.get((causal, pass_))
