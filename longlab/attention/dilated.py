@@ -1,9 +1,9 @@
-"""LongNet dilated attention (Ding et al. 2023, arXiv 2307.02486), exact, on `attend` + `merge`.
+"""LongNet dilated attention (Ding et al. 2023, arXiv 2307.02486), exact, on `attend` + an lse merge.
 
 Per branch (w_i, r_i) the kept rows of each segment are gathered into dense blocks (see `dilated_layout`),
-`attend` runs on them (exact gradients through out AND lse), the results are scattered back and the branches
-are merged by log-sum-exp (paper eq. 10: weights softmax over branches of their normalisers). The FLOPs are
-the gathered ones, 2 N d sum_i w_i / r_i^2 per head for QK^T, not the N^2 of a masked dense kernel.
+`attend` runs on them (exact gradients through out AND lse), and the branches are merged by log-sum-exp
+(paper eq. 10: weights softmax over branches of their normalisers) straight into the output rows. The FLOPs
+are the gathered ones, 2 N d sum_i w_i / r_i^2 per head for QK^T, not the N^2 of a masked dense kernel.
 """
 from __future__ import annotations
 
@@ -116,7 +116,8 @@ def dilated_attention(
     partial segment (N not a multiple of w_i) keeps only real rows: no padding is attended.
     Branches are merged by lse (eq. 10), so a key seen through several branches counts once per branch, as in
     the paper and its reference code. `dedupe=True` counts every visible key once (union of the branches'
-    key sets; each copy is weighted 1 / multiplicity inside the blocks; slower masked-math blocks).
+    key sets; each copy is weighted 1 / multiplicity inside the blocks). dedupe runs plain-math blocks that
+    hold each block's (w_i / r_i)^2 scores: meant for teaching and test sizes, not N = 64k.
     offsets: "reference" (h // ceil(H / r), LongNet's code), "paper" (h mod r) or [[offset per head] per branch].
     Rows a head covers in no branch give out = 0 and lse = -inf (never NaN). Gradients are exact.
     Semantics = `reference_attention(..., multiplicity=Dilated(...).multiplicity(H, N))` (or `> 0` if dedupe).
