@@ -68,8 +68,14 @@ def test_record_retrievals_reads_before_writing(model, tokens):
 
 def test_figures_draw_from_the_objects(model, tokens):
     pytest.importorskip("plotly")
-    from viz.memory_explorer import (gates_figure, loss_vs_memory_figure, memory_helped_figure, recall_figure,
-                                     retrieval_explorer, retrieval_figure)
+    from viz.memory_explorer import (
+        gates_figure,
+        loss_vs_memory_figure,
+        memory_helped_figure,
+        recall_figure,
+        retrieval_explorer,
+        retrieval_figure,
+    )
 
     ret = record_retrievals(model, tokens, memory_size=32, progress=False)
     fig = retrieval_figure(ret, 40)

@@ -4,9 +4,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longlab.tasks import (decode, dictionary_batch, encode, load_documents, make_dictionary, make_passkey,
-                           make_passkeys, passkey_accuracy, score_dictionary, score_passkey, split_documents,
-                           unigram_loss)
+from longlab.tasks import (
+    decode,
+    dictionary_batch,
+    encode,
+    load_documents,
+    make_dictionary,
+    make_passkey,
+    make_passkeys,
+    passkey_accuracy,
+    score_dictionary,
+    score_passkey,
+    split_documents,
+    unigram_loss,
+)
 
 
 def test_corpus_is_real_text_split_into_documents():

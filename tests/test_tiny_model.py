@@ -9,8 +9,17 @@ import torch
 
 from longlab.attention import reference_attention
 from longlab.attention.patterns import SlidingWindow
-from longlab.models import (TinyLM, TinyLMConfig, TrainConfig, attention_kinds, evaluate, load_checkpoint,
-                            register_attention, save_checkpoint, train)
+from longlab.models import (
+    TinyLM,
+    TinyLMConfig,
+    TrainConfig,
+    attention_kinds,
+    evaluate,
+    load_checkpoint,
+    register_attention,
+    save_checkpoint,
+    train,
+)
 from longlab.models.layers import DenseAttention, sliding_window_attention
 from longlab.models.rope import apply_rope, rope_tables
 

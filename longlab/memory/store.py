@@ -134,7 +134,7 @@ class KVMemory:
         return t.long()
 
     @torch.no_grad()
-    def add(self, keys: torch.Tensor, values: torch.Tensor, positions=None, doc_ids=None) -> "KVMemory":
+    def add(self, keys: torch.Tensor, values: torch.Tensor, positions=None, doc_ids=None) -> KVMemory:
         """Append n entries; evict the oldest when full. Returns self.
 
         keys (heads, n, key_dim) or (n, key_dim) when heads == 1; values (heads, n, value_dim) likewise;
@@ -167,7 +167,7 @@ class KVMemory:
         return self
 
     @torch.no_grad()
-    def clear(self, doc_id: int | None = None) -> "KVMemory":
+    def clear(self, doc_id: int | None = None) -> KVMemory:
         """Empty the memory (doc_id=None; default positions restart at 0), or drop only the entries of
         document `doc_id`, keeping the others in FIFO order."""
         if doc_id is None:
@@ -222,7 +222,7 @@ class KVMemory:
         save_memory(self, path)
 
     @classmethod
-    def load(cls, path, device=None) -> "KVMemory":
+    def load(cls, path, device=None) -> KVMemory:
         """Read a memory written by `save`; raises ValueError on a truncated or inconsistent file."""
         from .persist import load_memory
 
