@@ -38,6 +38,7 @@ def save_memory(memory, path) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -94,3 +95,9 @@ def load_memory(path, device=None):
     if memory._faiss is not None:
         memory._faiss.mark_dirty()
     return memory
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

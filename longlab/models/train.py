@@ -188,6 +188,7 @@ def save_checkpoint(model: TinyLM, path, info: dict | None = None) -> Path:
         os.close(fd)
         try:
             writer(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -216,3 +217,9 @@ def load_checkpoint(path, device=None) -> tuple[TinyLM, dict]:
 def summarize(result: TrainResult) -> dict:
     return {"steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
             "final_val_loss": round(result.final_val_loss, 4), "history": [asdict(result)["history"]][0]}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
