@@ -134,3 +134,15 @@ def test_short_training_beats_initial_loss_and_checkpoint_round_trips(tmp_path):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "none.safetensors")
+
+
+def test_train_command_runs_and_saves(tmp_path, capsys):
+    from longlab.cli import main
+
+    out = tmp_path / "cli.safetensors"
+    assert main(["train", "--d-model", "16", "--heads", "2", "--context", "32", "--steps", "3", "--batch", "2",
+                 "--eval-every", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "unigram held-out loss" in printed and "3 steps" in printed
+    model, info = load_checkpoint(out)
+    assert model.config.d_model == 16 and info["train"]["steps"] == 3
