@@ -122,9 +122,9 @@ except ImportError as err:
 
 Every memory size reads the same bytes with the same local windows, as batch lanes of one pass, so
 differences come from memory alone. The checkpoint's JSON also records the curve measured at full size by
-`data/make_checkpoints.py`. With a 0.4M-parameter model the gain is real but small, and it saturates: past
-about a thousand tokens, extra memory mostly adds near-duplicate distractors to the top-32, where the paper's
-much larger models keep improving up to 262k tokens.
+`data/make_checkpoints.py`. With this 0.4M-parameter model the gain is small and the curve flattens after a
+few thousand tokens (see the numbers printed below), whereas the paper's much larger models keep improving up
+to 262k tokens. Try `MEMORY_SIZES = [0, 256, 1024, 4096, 16384]` with `EVAL_BYTES = 24576` to see the plateau.
 """),
     code("""
 curve = loss_vs_memory(model, tokens, MEMORY_SIZES, max_tokens=EVAL_BYTES, progress=False)
@@ -150,8 +150,7 @@ display(Markdown(f"Here ({curve.token_losses.shape[1]:,} bytes): {describe(MEMOR
 ## 5. Where did memory help?
 
 Loss without memory minus loss with the largest memory, byte by byte (grey) and smoothed (orange): above zero,
-memory lowered the loss. Hover to read the text; peaks sit on words and identifiers that already appeared
-earlier in the document, beyond the local window.
+memory lowered the loss. Hover over the peaks to read which bytes memory helped to predict.
 """),
     code("""
 display(memory_helped_figure(curve, size_index=-1, smooth=32))

@@ -99,7 +99,9 @@ class MemorizingAttention(SelfAttention):
         return out, has
 
     @torch.no_grad()
-    def write_memory(self, k_raw: torch.Tensor, v: torch.Tensor, positions: torch.Tensor, doc_ids=None) -> None:
+    def write_memory(self, k_raw: torch.Tensor, v: torch.Tensor, doc_ids=None) -> None:
+        """Append this window's pre-RoPE keys and values (B, H, N, D), detached; positions count from the
+        document start (the memory restarts them when cleared)."""
         for i, memory in enumerate(self.memories):
             if memory is not None:
                 doc = self.doc_counter[i] if doc_ids is None else int(doc_ids[i])
@@ -120,7 +122,7 @@ class MemorizingAttention(SelfAttention):
         mixed = g * mem + (1 - g) * local
         out = torch.where(has[:, None, None, None], mixed, local)
         if write_memory:
-            self.write_memory(k_raw, v, positions, doc_ids)
+            self.write_memory(k_raw, v, doc_ids)
         return self.merge_heads(out)
 
     def extra_repr(self) -> str:

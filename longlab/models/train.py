@@ -12,7 +12,7 @@ import os
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -212,11 +212,6 @@ def load_checkpoint(path, device=None) -> tuple[TinyLM, dict]:
     except Exception as err:  # safetensors raises several types for truncated / mismatched files
         raise ValueError(f"{path} does not match its config {meta_path} or is corrupt: {err}") from err
     return model.eval(), meta["info"]
-
-
-def summarize(result: TrainResult) -> dict:
-    return {"steps": result.steps, "elapsed_s": round(result.elapsed_s, 1),
-            "final_val_loss": round(result.final_val_loss, 4), "history": [asdict(result)["history"]][0]}
 
 
 def _umask() -> int:
