@@ -72,3 +72,28 @@ def test_grads_on_device(device):
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     for a, b in zip(leaves, leaves_ref):
         torch.testing.assert_close(a.grad.cpu().double(), b.grad, atol=tol, rtol=tol)
+
+
+def test_detached_merge_weights_would_fail_this_check():
+    # LongNet's reference code merges branches with weights computed under no_grad. Rebuild that here from
+    # per-branch dense attention: its dq is far off, while dilated_attention's matches the exact reference.
+    torch.manual_seed(3)
+    lengths, rates = [8, 16, 32], [1, 2, 4]
+    q, k, v, g = (torch.randn(1, 4, 32, 8, dtype=torch.float64) for _ in range(4))
+    pattern = Dilated(lengths, rates)
+
+    def dq_of(fn):
+        leaf = q.clone().requires_grad_()
+        (fn(leaf) * g).sum().backward()
+        return leaf.grad
+
+    def detached(qq):
+        parts = [reference_attention(qq, k, v, mask=m) for m in pattern.branch_masks(4, 32)]
+        weights = torch.softmax(torch.stack([lse for _, lse in parts]).detach(), dim=0)
+        return sum(w[..., None] * out for w, (out, _) in zip(weights, parts))
+
+    exact = dq_of(lambda qq: reference_attention(qq, k, v, multiplicity=pattern.multiplicity(4, 32))[0])
+    ours = dq_of(lambda qq: dilated_attention(qq, k, v, lengths, rates))
+    wrong = dq_of(detached)
+    assert (ours - exact).norm() / exact.norm() < 1e-10
+    assert (wrong - exact).norm() / exact.norm() > 0.05
