@@ -96,3 +96,11 @@ def test_memory_tracker_counts_new_tensors():
         c = torch.ones(10)
     assert tracker.peak_bytes == 4000 + 4000 and tracker.current_bytes == 4000 + 40
     del b, c
+
+
+def test_memory_tracker_ignores_views_of_existing_tensors():
+    x = torch.zeros(1000)
+    with TensorMemoryTracker() as tracker:
+        y = x.view(10, 100)[2:]
+        z = y * 2
+    assert tracker.peak_bytes == z.numel() * 4

@@ -31,12 +31,16 @@ class TensorMemoryTracker(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        # Storages of the arguments: an output sharing one that we do not track is a view of a tensor that
+        # existed before the call (an input), not new memory.
+        arg_storages = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                        if isinstance(t, torch.Tensor) and t.device.type != "meta"}
         for t in tree_flatten(out)[0]:
             if not isinstance(t, torch.Tensor) or t.device.type == "meta":
                 continue
             storage = t.untyped_storage()
             key, nbytes = storage.data_ptr(), storage.nbytes()
-            if nbytes == 0 or key in self._live:
+            if nbytes == 0 or key in self._live or key in arg_storages:
                 continue
             self._live.add(key)
             self.current_bytes += nbytes
