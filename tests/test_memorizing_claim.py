@@ -1,7 +1,8 @@
 """The Memorizing Transformer claim on the committed checkpoint, test-sized (computed, never typed in): on held-out
-text, the same model reads the same bytes with growing kNN memory. Measured here: memory lowers the loss, the
-loss falls at every step from 0 to 256 to 1024 tokens, and larger memories stay on that plateau (the paper's
-much larger models keep improving to 262k tokens; a 0.4M-parameter model saturates).
+text, the same model reads the same bytes with growing kNN memory. Measured here: every memory size lowers the
+loss, and the loss falls at every step from 0 to 256 to 1024 tokens. (Beyond ~1k tokens this 0.4M-parameter
+model's loss creeps back up by a few thousandths, where the paper's large models keep improving to 262k tokens;
+notebook 03 prints those numbers.)
 Regenerate the checkpoint with `python data/make_checkpoints.py` (see data/checkpoints/README.md)."""
 from __future__ import annotations
 
@@ -52,9 +53,9 @@ def test_checkpoint_is_small_and_beats_unigram(checkpoint):
 def test_loss_falls_as_memory_grows_to_1k(losses):
     by_size = dict(zip(SIZES, losses))
     assert by_size[0] > by_size[256] > by_size[1024], by_size
-    assert by_size[0] - by_size[1024] > 0.01, by_size  # nats/byte: clearly more than float noise
+    assert by_size[0] - by_size[1024] > 0.03, by_size  # nats/byte: far above float noise
 
 
-def test_larger_memory_stays_on_the_plateau(losses):
+def test_every_memory_size_beats_no_memory(losses):
     by_size = dict(zip(SIZES, losses))
-    assert by_size[4096] < by_size[0] and abs(by_size[4096] - by_size[1024]) < 0.002, by_size
+    assert all(by_size[size] < by_size[0] - 0.03 for size in SIZES[1:]), by_size

@@ -24,7 +24,8 @@ Memory is read before the current window is written, and cleared at each documen
 **Paper claim:** perplexity falls as the memory grows (2k → 8k → 32k → 262k tokens).
 
 Here: a byte-level `TinyLM` (one dense layer + one memorizing layer) trained for a few minutes on the Python
-documentation topics (`pydoc_data`, shipped with every Python), loaded from a small committed checkpoint.
+documentation topics (`pydoc_data`, shipped with every Python): first as a dense model, then its top layer became
+the memorizing layer and was fine-tuned with memory. It is loaded from a small committed checkpoint.
 """),
     params("""
 # CI-sized defaults (~15-30 s on 2 busy cores). Larger: EVAL_BYTES = 24576, MEMORY_SIZES up to 16384,
@@ -58,8 +59,10 @@ model, info = load_checkpoint(CHECKPOINT)
 train_docs, val_docs = split_documents()
 doc = max(val_docs, key=lambda d: len(d.text))  # the longest held-out document
 tokens = doc.tokens()
+pre = info.get("pretrain")
+phases = (f"dense pretraining {pre['steps']} steps in {pre['elapsed_s']:.0f} s, memory fine-tuning " if pre else "")
 display(Markdown(
-    f"**{model}**, trained {info['train']['steps']} steps in {info['train']['elapsed_s']:.0f} s "
+    f"**{model}**: {phases}{info['train']['steps']} steps in {info['train']['elapsed_s']:.0f} s "
     f"({info['train']['threads']} CPU thread(s)): held-out loss **{info['val_loss']:.3f}** nats/byte vs "
     f"**{info['unigram_val_loss']:.3f}** for a unigram model. Document: `{doc.name}` ({tokens.numel():,} bytes)."))
 """),
@@ -122,9 +125,9 @@ except ImportError as err:
 
 Every memory size reads the same bytes with the same local windows, as batch lanes of one pass, so
 differences come from memory alone. The checkpoint's JSON also records the curve measured at full size by
-`data/make_checkpoints.py`. With this 0.4M-parameter model the gain is small and the curve flattens after a
-few thousand tokens (see the numbers printed below), whereas the paper's much larger models keep improving up
-to 262k tokens. Try `MEMORY_SIZES = [0, 256, 1024, 4096, 16384]` with `EVAL_BYTES = 24576` to see the plateau.
+`data/make_checkpoints.py`. With this 0.4M-parameter model the loss falls up to about a thousand tokens of
+memory and then creeps back up slightly (the numbers are printed below), whereas the paper's much larger models
+keep improving up to 262k tokens. Try `MEMORY_SIZES = [0, 256, 1024, 4096, 16384]` with `EVAL_BYTES = 24576` to see the plateau.
 """),
     code("""
 curve = loss_vs_memory(model, tokens, MEMORY_SIZES, max_tokens=EVAL_BYTES, progress=False)
