@@ -104,3 +104,21 @@ def test_memory_tracker_ignores_views_of_existing_tensors():
         y = x.view(10, 100)[2:]
         z = y * 2
     assert tracker.peak_bytes == z.numel() * 4
+
+
+def test_capture_qk_returns_the_layers_inputs_and_restores_it():
+    from longlab.analysis.allocation import capture_qk
+    from longlab.models import TinyLM
+    from longlab.models.tiny import TinyLMConfig
+
+    torch.manual_seed(0)
+    model = TinyLM(TinyLMConfig(context=32, d_model=32, n_layers=1, n_heads=2, attention=["dense"]))
+    idx = torch.randint(0, 256, (2, 16))
+    q, k, v = capture_qk(model, idx, 0)
+    attn = model.blocks[0].attn
+    x = model.blocks[0].norm1(model.embed(idx))
+    q_ref, k_ref, v_ref = attn.project(x)
+    q_ref, k_ref = attn.rotate(q_ref, k_ref, torch.arange(16))
+    for got, want in ((q, q_ref), (k, k_ref), (v, v_ref)):
+        torch.testing.assert_close(got, want)
+    assert "mix" not in vars(attn)

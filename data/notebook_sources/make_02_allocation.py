@@ -97,7 +97,7 @@ Random $q, k, v$ (batch 2) go through the kernel (`dilated_attention`, or the ma
 window patterns); the weights are rebuilt from the kernel's lse, so each row sums to 1 exactly when the lse is
 the true normaliser (checked below). On random inputs the scores carry no information, so the weight follows
 the structural allocation: the kernel spends its attention exactly where the pattern puts keys. (A trained
-model's attention adds content-driven locality on top; see the tiny model notebooks.)
+model's attention adds content-driven locality on top: see the optional cell below.)
 """),
     code("""
 gen = torch.Generator().manual_seed(SEED)
@@ -111,6 +111,38 @@ for name, res in results.items():
     rows.append({"pattern": name, "rows covered": res.covered, "max |row sum - 1|": res.max_row_error,
                  "weight within 16 tokens": float(res.weight[:16].sum()), "weight beyond N/2": float(far)})
 display(Markdown(markdown_table(rows)))
+"""),
+    md("""
+**Optional: a trained model.** When the tiny byte-level LM checkpoint made by the model notebooks exists
+(`data/checkpoints/tiny_memorizing.safetensors`), the next cell measures the same curve on its first dense
+layer's real queries and keys over documentation text; without the file it does nothing.
+"""),
+    code("""
+import longlab
+from pathlib import Path
+
+CHECKPOINT = Path(longlab.__file__).resolve().parents[1] / "data" / "checkpoints" / "tiny_memorizing.safetensors"
+if CHECKPOINT.exists():  # optional cell: skipped when the checkpoint is absent
+    from longlab.analysis.allocation import capture_qk
+    from longlab.models import load_checkpoint
+    from longlab.tasks.corpus import load_documents
+
+    model, _ = load_checkpoint(CHECKPOINT)
+    layer = model.config.attention.index("dense")
+    docs = load_documents(min_bytes=model.config.context)[:8]
+    idx = torch.stack([doc.tokens()[: model.config.context] for doc in docs])
+    q_t, k_t, v_t = capture_qk(model, idx, layer)
+    shape = q_t.shape
+    random_qkv = (torch.randn(shape, generator=gen) for _ in range(3))
+    trained = {f"dense, trained tiny LM (layer {layer})": effective_allocation(Dense(causal=True), q_t, k_t, v_t),
+               "dense, random q and k": effective_allocation(Dense(causal=True), *random_qkv)}
+    display(effective_figure(trained, title=f"Trained vs random attention over distance (N = {shape[2]}, causal)"))
+    res = next(iter(trained.values()))
+    fits_t = fit_decay(*log_binned(res.distance, res.weight))
+    best_t = max(fits_t.values(), key=lambda f: f.r2)
+    display(Markdown(f"Trained layer: {fits_t['exponential'].describe()}; {fits_t['power'].describe()}; better: "
+                     f"**{best_t.kind}**. Weight within 8 tokens: **{res.weight[:8].sum():.2f}** "
+                     f"(random inputs: {trained['dense, random q and k'].weight[:8].sum():.2f})."))
 """),
     md("""
 ## 3. Token-dependency path length

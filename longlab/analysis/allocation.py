@@ -151,3 +151,25 @@ def fit_decay(distance, values) -> dict[str, DecayFit]:
         r2 = 1.0 - (resid**2).sum() / ss_tot if ss_tot > 0 else 1.0
         fits[kind] = DecayFit(kind, float(np.exp(intercept)), float(-slope), float(r2))
     return fits
+
+
+def capture_qk(model, idx: torch.Tensor, layer: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run a TinyLM on idx (B, N) and return the (q, k, v) (B, H, N, D) its layer `layer` attends with
+    (after RoPE), by wrapping that layer's `mix`. The model is left unchanged."""
+    attn = model.blocks[layer].attn
+    seen = {}
+    original = attn.mix
+
+    def spy(q, k, v):
+        seen["qkv"] = (q.detach(), k.detach(), v.detach())
+        return original(q, k, v)
+
+    attn.mix = spy
+    try:
+        with torch.no_grad():
+            model(idx)
+    finally:
+        del attn.mix  # back to the class method
+    if "qkv" not in seen:
+        raise ValueError(f"layer {layer} ({type(attn).__name__}) did not call mix(q, k, v); pick a plain layer")
+    return seen["qkv"]
