@@ -163,6 +163,15 @@ def attend(
     def run(q_, k_, v_, causal_):
         return _Attend.apply(q_, k_, v_, causal_, scale, backend, chunk_size)
 
+    d_qk, d_v = q.shape[-1], v.shape[-1]
+    if backend == "cpu_flash" and d_qk != d_v:
+        # The CPU flash kernel wants one head dim for q, k and v. Zero columns change neither the scores
+        # (scale is already fixed from the true D) nor the output's first Dv columns.
+        width = max(d_qk, d_v)
+        widen = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[-1]))  # noqa: E731
+        out, lse = attend(widen(q), widen(k), widen(v), causal, scale, backend, chunk_size)
+        return out[..., :d_v], lse
+
     if not causal or n_q == n_k:
         return run(q, k, v, causal)
     if n_k > n_q:
