@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ..io import atomic_write
+
 DEFAULT_DIR = Path(os.environ.get("LONGLAB_BENCH_DIR", Path(__file__).resolve().parents[2] / "data" / "bench"))
 
 
@@ -54,13 +56,14 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not rows:
         raise ValueError(f"no benchmark rows to write to {path}")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)
 
 
 def read_csv(path: str | Path) -> list[dict]:

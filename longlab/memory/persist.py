@@ -6,13 +6,13 @@ the write cursor, so a loaded memory evicts exactly the entries the saved one wo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from ..io import atomic_write
 
 FORMAT = "longlab.KVMemory"
 VERSION = "1"
@@ -34,16 +34,7 @@ def save_memory(memory, path) -> Path:
     meta = {name: str(getattr(memory, name)) for name in _META_INTS}
     meta.update(format=FORMAT, version=VERSION, dtype=str(memory.dtype), backend=memory.backend,
                 index=memory.index_kind)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def _read(path: Path) -> tuple[dict, dict]:
@@ -95,9 +86,3 @@ def load_memory(path, device=None):
     if memory._faiss is not None:
         memory._faiss.mark_dirty()
     return memory
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
+from ..io import atomic_write
 from .tiny import TinyLM, TinyLMConfig
 
 
@@ -184,15 +183,7 @@ def save_checkpoint(model: TinyLM, path, info: dict | None = None) -> Path:
     meta = {"format": "longlab.TinyLM", "config": model.config.to_dict(), "info": info or {}}
     for target, writer in ((path, lambda tmp: save_model(model, tmp)),
                            (path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))):
-        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
-            writer(tmp)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(target, writer)
     return path
 
 
@@ -212,9 +203,3 @@ def load_checkpoint(path, device=None) -> tuple[TinyLM, dict]:
     except Exception as err:  # safetensors raises several types for truncated / mismatched files
         raise ValueError(f"{path} does not match its config {meta_path} or is corrupt: {err}") from err
     return model.eval(), meta["info"]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

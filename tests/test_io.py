@@ -1,0 +1,22 @@
+"""atomic_write: a failed write leaves the old file intact and no temp files behind."""
+from __future__ import annotations
+
+import pytest
+
+from longlab.io import atomic_write
+
+
+def test_replaces_file_and_keeps_old_one_on_error(tmp_path):
+    target = tmp_path / "sub" / "saved.txt"
+    atomic_write(target, lambda tmp: open(tmp, "w").write("first"))
+    assert target.read_text() == "first"
+
+    def broken(tmp):
+        open(tmp, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_text() == "first"
+    assert [p.name for p in target.parent.iterdir()] == ["saved.txt"]
+    assert target.stat().st_mode & 0o777 != 0o600
