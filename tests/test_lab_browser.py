@@ -152,14 +152,32 @@ def _wait_for_title(page, text: str, timeout: float = 20_000):
                            arg=[WIDGET_PLOT, text], timeout=timeout)
 
 
-def _run_all_cells(page, attempts: int = 4):
+def _settle_dialogs(page):
+    """Answer a dialog JupyterLab may raise on a slow, loaded machine (e.g. kernel selection while the kernel
+    is still starting) with its default button; a dialog reporting a dead or failing kernel fails the test."""
+    dialog = page.locator(".jp-Dialog")
+    if not dialog.count():
+        return
+    text = dialog.first.inner_text()
+    if any(word in text for word in ("died", "Restarting", "Error", "error")):
+        raise AssertionError(f"JupyterLab reported a problem:\n{text}")
+    accept = dialog.first.locator(".jp-Dialog-button.jp-mod-accept")
+    if accept.count():
+        accept.first.click()
+    else:
+        page.keyboard.press("Escape")
+    dialog.first.wait_for(state="detached", timeout=10_000)
+
+
+def _run_all_cells(page, attempts: int = 6):
     """Run > Run All Cells; retried because a click landing before the kernel connection settles is lost."""
     started = ("() => [...document.querySelectorAll('.jp-InputPrompt')]"
                ".some(p => /\\[(\\d+|\\*)\\]/.test(p.textContent))")
     for _ in range(attempts):
-        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+        _settle_dialogs(page)
         try:
+            page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=8_000)
+            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=8_000)
             page.wait_for_function(started, timeout=8_000)
             return
         except Exception:  # playwright TimeoutError: try again
