@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from checks import assert_attention_matches
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,14 +21,7 @@ def test_split_keys_attend_merge_equals_full(n, pieces, causal, seed):
         piece_mask = torch.zeros(n, n, dtype=torch.bool)
         piece_mask[:, lo:hi] = True  # causal is applied on absolute positions by the reference
         partials.append(reference_attention(q, k, v, mask=piece_mask, causal=causal))
-    out, lse = merge(partials)
-    ref_out, ref_lse = reference_attention(q, k, v, causal=causal)
-    torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=0)
-    torch.testing.assert_close(lse, ref_lse, atol=1e-10, rtol=0)
-    grads = torch.autograd.grad(out.sum() + lse.sum(), (q, k, v))
-    ref_grads = torch.autograd.grad(ref_out.sum() + ref_lse.sum(), (q, k, v))
-    for got, want in zip(grads, ref_grads):
-        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+    assert_attention_matches(merge(partials), reference_attention(q, k, v, causal=causal), (q, k, v), atol=1e-10)
 
 
 def test_merge_of_attend_pieces_with_gradcheck():

@@ -127,7 +127,8 @@ Every memory size reads the same bytes with the same local windows, as batch lan
 differences come from memory alone. The checkpoint's JSON also records the curve measured at full size by
 `data/make_checkpoints.py`. With this 0.4M-parameter model the loss falls up to about a thousand tokens of
 memory and then creeps back up slightly (the numbers are printed below), whereas the paper's much larger models
-keep improving up to 262k tokens. Try `MEMORY_SIZES = [0, 256, 1024, 4096, 16384]` with `EVAL_BYTES = 24576` to see the plateau.
+keep improving up to 262k tokens.
+Try `MEMORY_SIZES = [0, 256, 1024, 4096, 16384]` with `EVAL_BYTES = 24576` to see the plateau.
 """),
     code("""
 curve = loss_vs_memory(model, tokens, MEMORY_SIZES, max_tokens=EVAL_BYTES, progress=False)
