@@ -31,7 +31,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
                                                                         "checkForUpdates": False},
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    # autoStartDefaultKernel: no "Select Kernel" dialog when the page attaches slowly on a loaded machine.
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
+                                                                   "autoStartDefaultKernel": True},
 }
 WIDGET_PLOT = ".widget-vbox .js-plotly-plot"
 FIGURE_STATE = """(sel) => {
@@ -152,21 +154,22 @@ def _wait_for_title(page, text: str, timeout: float = 20_000):
                            arg=[WIDGET_PLOT, text], timeout=timeout)
 
 
-def _settle_dialogs(page):
-    """Answer a dialog JupyterLab may raise on a slow, loaded machine (e.g. kernel selection while the kernel
-    is still starting) with its default button; a dialog reporting a dead or failing kernel fails the test."""
+def _settle_dialogs(page, rounds: int = 3):
+    """Answer dialogs JupyterLab may still raise on a slow, loaded machine (e.g. kernel selection while the
+    kernel is starting) with their default button; a dialog reporting a dead or failing kernel fails the test."""
     dialog = page.locator(".jp-Dialog")
-    if not dialog.count():
-        return
-    text = dialog.first.inner_text()
-    if any(word in text for word in ("died", "Restarting", "Error", "error")):
-        raise AssertionError(f"JupyterLab reported a problem:\n{text}")
-    accept = dialog.first.locator(".jp-Dialog-button.jp-mod-accept")
-    if accept.count():
-        accept.first.click()
-    else:
-        page.keyboard.press("Escape")
-    dialog.first.wait_for(state="detached", timeout=10_000)
+    for _ in range(rounds):
+        if not dialog.count():
+            return
+        text = dialog.first.inner_text()
+        if any(word in text for word in ("died", "Restarting", "Error", "error")):
+            raise AssertionError(f"JupyterLab reported a problem:\n{text}")
+        accept = dialog.first.locator(".jp-Dialog-button.jp-mod-accept")
+        if accept.count():
+            accept.first.click(timeout=5_000)
+        else:
+            page.keyboard.press("Escape")
+        page.wait_for_timeout(1_000)  # the next dialog, if any, appears meanwhile
 
 
 def _run_all_cells(page, attempts: int = 6):
