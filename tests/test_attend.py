@@ -127,6 +127,8 @@ def test_blind_queries_give_zero_and_neg_inf():
         (lambda: (torch.randn(1, 1, 3, 4), torch.randn(2, 1, 3, 4), torch.randn(2, 1, 3, 4)), ValueError, "batch"),
         (lambda: (torch.ones(1, 1, 3, 4, dtype=torch.long),) * 3, TypeError, "floating"),
         (lambda: ([[1.0]], torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 4)), TypeError, "torch.Tensor"),
+        (lambda: (torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 4, device="meta"), torch.randn(1, 1, 3, 4)),
+         ValueError, "different devices"),
     ],
 )
 def test_bad_input_names_the_fix(make, error, match):
