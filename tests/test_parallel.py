@@ -38,14 +38,21 @@ def truth(method, q, k, v, causal):
 def assert_matches(method, world, causal, n=32, **shape):
     q, k, v = make_qkv(n, **shape)
     out, trace = simulate(method, q, k, v, world, causal=causal, **OPTS[method])
+    assert_equals_single_device(method, out, q, k, v, causal)
+    return trace
+
+
+def assert_equals_single_device(method, out, q, k, v, causal, atol=1e-10):
+    """`out` (from any world) equals single-device attention, and so do its gradients for a random
+    upstream gradient; returns that gradient."""
     grad = torch.randn_like(out)
     got = torch.autograd.grad(out, (q, k, v), grad)
     ref = truth(method, q, k, v, causal)
     want = torch.autograd.grad(ref, (q, k, v), grad)
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(out, ref, rtol=0, atol=atol)
     for name, a, b in zip("qkv", got, want):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"d{name} differs")
-    return trace
+        torch.testing.assert_close(a, b, rtol=0, atol=atol, msg=f"d{name} differs")
+    return grad
 
 
 @pytest.mark.parametrize("causal", [False, True])

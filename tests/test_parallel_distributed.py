@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from test_parallel import OPTS, make_qkv, truth
+from test_parallel import OPTS, assert_equals_single_device, make_qkv
 
 from longlab.parallel import layout
 from longlab.parallel.launch import launch
@@ -23,13 +23,7 @@ def test_real_processes_equal_single_device_and_simulator(method, world):
     for causal in (False, True):
         q, k, v = make_qkv(32, batch=1)
         out, trace = launch(method, q, k, v, world, causal=causal, timeout=60, **OPTS[method])
-        grad = torch.randn_like(out)
-        got = torch.autograd.grad(out, (q, k, v), grad)
-        ref = truth(method, q, k, v, causal)
-        want = torch.autograd.grad(ref, (q, k, v), grad)
-        torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
-        for name, a, b in zip("qkv", got, want):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"d{name} differs")
+        grad = assert_equals_single_device(method, out, q, k, v, causal)
         sim_out, sim_trace = simulate(method, q, k, v, world, causal=causal, **OPTS[method])
         torch.autograd.grad(sim_out, (q, k, v), grad)
         # measured bytes (what each process handed to gloo) match the simulator, forward and backward
