@@ -3,7 +3,6 @@
 - `flops_vs_n(patterns, sizes, head_dim, heads)`: exact FLOPs of a gathered kernel (QK^T + PV) per pattern;
 - `masked_costs(pattern, heads, n, head_dim, block)`: FLOPs of a dense masked kernel (all N^2 pairs), of a
   block-sparse masked kernel (every non-empty block x block tile, FlexAttention-style), and of gathering;
-- `score_bytes(n, heads, dtype_bytes)`: bytes of an N x N score matrix, the memory a naive kernel needs.
 """
 from __future__ import annotations
 
@@ -29,7 +28,3 @@ def masked_costs(pattern: Pattern, heads: int, n: int, head_dim: int = 64, block
         "dense attention": float(dense),
     }
 
-
-def score_bytes(n: int, heads: int = 1, dtype_bytes: int = 4) -> int:
-    """Bytes of the (heads, N, N) score matrix a non-flash kernel materialises."""
-    return heads * n * n * dtype_bytes
