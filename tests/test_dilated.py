@@ -6,6 +6,7 @@ import torch
 from conftest import devices
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import dilated_branches
 
 from longlab import dilated_attention, reference_attention
 from longlab.attention.patterns import Dilated
@@ -13,12 +14,7 @@ from longlab.attention.patterns import Dilated
 
 @st.composite
 def configs(draw, max_n=70):
-    branches = draw(st.integers(1, 4))
-    rates = [draw(st.sampled_from([1, 2, 3, 4])) for _ in range(branches)]
-    lengths = [r * draw(st.integers(1, 8)) for r in rates]
-    heads = draw(st.integers(1, 6))
-    mode = draw(st.sampled_from(["reference", "paper", "list"]))
-    offsets = [[draw(st.integers(0, r - 1)) for _ in range(heads)] for r in rates] if mode == "list" else mode
+    lengths, rates, heads, offsets = draw(dilated_branches())
     return dict(
         shape=(draw(st.integers(1, 2)), heads, draw(st.integers(1, max_n)), draw(st.integers(1, 8))),
         segment_lengths=lengths, dilation_rates=rates, offsets=offsets,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import dilated_branches
 
 from longlab.attention.patterns import Dense, Dilated, SlidingWindow, head_offsets
 
@@ -34,12 +35,7 @@ def brute_dilated(lengths, rates, heads, n, causal, offsets):
 
 @st.composite
 def dilated_cases(draw):
-    branches = draw(st.integers(1, 3))
-    rates = [draw(st.sampled_from([1, 2, 3, 4])) for _ in range(branches)]
-    lengths = [r * draw(st.integers(1, 5)) for r in rates]
-    heads = draw(st.integers(1, 5))
-    mode = draw(st.sampled_from(["reference", "paper", "list"]))
-    offsets = [[draw(st.integers(0, r - 1)) for _ in range(heads)] for r in rates] if mode == "list" else mode
+    lengths, rates, heads, offsets = draw(dilated_branches(max_branches=3, max_multiple=5, max_heads=5))
     return lengths, rates, heads, draw(st.integers(1, 30)), draw(st.booleans()), offsets
 
 
