@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import dilated_branches
 
 from longlab.attention.patterns import Dense, Dilated, SlidingWindow
 from viz import pattern_heatmap as ph
@@ -35,12 +36,8 @@ def _expected_label(pattern, heads, head, n, query, key):
 
 @st.composite
 def dilated_cases(draw):
-    branches = draw(st.integers(1, 3))
-    rates = [draw(st.sampled_from([1, 2, 3])) for _ in range(branches)]
-    segments = [r * draw(st.integers(1, 4)) for r in rates]
-    heads = draw(st.integers(1, 4))
+    segments, rates, heads, offsets = draw(dilated_branches(max_branches=3, max_multiple=4, max_heads=4))
     causal = draw(st.booleans())
-    offsets = draw(st.sampled_from(["reference", "paper"]))
     n = draw(st.integers(1, 20))
     head = draw(st.integers(0, heads - 1))
     return Dilated(tuple(segments), tuple(rates), causal=causal, offsets=offsets), heads, head, n
