@@ -5,7 +5,7 @@ import pytest
 import torch
 from checks import assert_attention_matches
 from conftest import devices
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longlab.attention import attend, reference_attention
@@ -66,6 +66,35 @@ def test_float32_larger_matches_float64_reference(backend, causal):
     ref = torch.autograd.grad((ref_out * w_out).sum() + (ref_lse * w_lse).sum(), (q64, k64, v64))
     for got, want in zip(grads, ref):
         torch.testing.assert_close(got.double(), want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.cuda
+@settings(max_examples=20)
+@given(
+    h=st.integers(1, 4), group=st.sampled_from([1, 2]), nq=st.integers(1, 300), nk=st.integers(1, 300),
+    d=st.sampled_from([1, 5, 8, 32, 64]), d_v=st.sampled_from([None, 3, 16]), causal=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_cuda_float32_matches_float64_reference(h, group, nq, nk, d, d_v, causal, seed):
+    # The CUDA efficient kernel (forward) + chunked exact backward, GQA, Dv != D, bottom-right causal.
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, h * group, nq, d, generator=g, dtype=torch.float64)
+    k = torch.randn(2, h, nk, d, generator=g, dtype=torch.float64)
+    v = torch.randn(2, h, nk, d_v or d, generator=g, dtype=torch.float64)
+    ref64 = [t.clone().requires_grad_() for t in (q, k, v)]
+    ours32 = [t.to("cuda", torch.float32).requires_grad_() for t in (q, k, v)]
+    ref_out, ref_lse = reference_attention(*ref64, causal=causal)
+    out, lse = attend(*ours32, causal=causal, backend="cuda")
+    finite = torch.isfinite(ref_lse)
+    torch.testing.assert_close(out.cpu().double(), ref_out, atol=2e-5, rtol=0)
+    assert torch.equal(torch.isfinite(lse).cpu(), finite)
+    torch.testing.assert_close(lse.cpu().double()[finite], ref_lse[finite], atol=2e-5, rtol=0)
+    w_out, w_lse = _loss_weights(ref_out, ref_lse)
+    ref_grads = torch.autograd.grad((ref_out * w_out).sum() + (ref_lse[finite] * w_lse[finite]).sum(), ref64)
+    w_out32, w_lse32, finite32 = w_out.to(out), w_lse.to(lse), finite.to(lse.device)
+    grads = torch.autograd.grad((out * w_out32).sum() + (lse[finite32] * w_lse32[finite32]).sum(), ours32)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got.cpu().double(), want, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -45,17 +45,19 @@ def assert_close_lse(lse, ref_lse, tol):
     torch.testing.assert_close(lse[finite], ref_lse[finite], atol=tol, rtol=tol)
 
 
-@given(configs())
-def test_matches_reference_float64(cfg):
-    (ref_out, ref_lse), (out, lse) = run_both(cfg)
+@pytest.mark.parametrize("device", devices())
+@given(cfg=configs())
+def test_matches_reference_float64(device, cfg):
+    (ref_out, ref_lse), (out, lse) = run_both(cfg, device=device)
     torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=1e-10)
     assert_close_lse(lse, ref_lse, 1e-10)
 
 
+@pytest.mark.parametrize("device", devices())  # on CUDA float32 runs the efficient kernel, float64 the math path
 @settings(max_examples=15)
-@given(configs())
-def test_matches_reference_float32(cfg):
-    (ref_out, ref_lse), (out, lse) = run_both(cfg, dtype=torch.float32)
+@given(cfg=configs())
+def test_matches_reference_float32(device, cfg):
+    (ref_out, ref_lse), (out, lse) = run_both(cfg, dtype=torch.float32, device=device)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
     assert_close_lse(lse, ref_lse, 1e-5)
 

@@ -31,12 +31,13 @@ def test_gradcheck_float64(causal, dedupe):
     assert torch.autograd.gradcheck(fn, (q, k, v), atol=1e-8)
 
 
+@pytest.mark.parametrize("device", devices())
 @settings(max_examples=12)
 @given(
     heads=st.integers(1, 5), n=st.integers(1, 40), causal=st.booleans(), dedupe=st.booleans(),
     mode=st.sampled_from(["reference", "paper"]), branches=st.integers(1, 3), seed=st.integers(0, 2**31 - 1),
 )
-def test_float32_grads_match_reference(heads, n, causal, dedupe, mode, branches, seed):
+def test_float32_grads_match_reference(device, heads, n, causal, dedupe, mode, branches, seed):
     lengths, rates = [4, 8, 16][:branches], [1, 2, 4][:branches]
     gen = torch.Generator().manual_seed(seed)
     q, k, v, g_out = (torch.randn(2, heads, n, 5, generator=gen, dtype=torch.float64) for _ in range(4))
@@ -45,15 +46,15 @@ def test_float32_grads_match_reference(heads, n, causal, dedupe, mode, branches,
     if dedupe:
         mult = (mult > 0).long()
 
-    def grads(fn, dtype):
-        leaves = [t.detach().to(dtype).clone().requires_grad_() for t in (q, k, v)]
+    def grads(fn, dtype, device="cpu"):
+        leaves = [t.detach().to(device=device, dtype=dtype).requires_grad_() for t in (q, k, v)]
         out, lse = fn(*leaves)
-        loss_of(out, lse, g_out.to(dtype), g_lse.to(dtype)).backward()
-        return [t.grad.double() for t in leaves]
+        loss_of(out, lse, g_out.to(out), g_lse.to(lse)).backward()
+        return [t.grad.cpu().double() for t in leaves]
 
     ref = grads(lambda *t: reference_attention(*t, causal=causal, multiplicity=mult), torch.float64)
     ours = grads(lambda *t: dilated_attention(*t, lengths, rates, causal=causal, offsets=mode, dedupe=dedupe,
-                                              return_lse=True), torch.float32)
+                                              return_lse=True), torch.float32, device)
     for name, a, b in zip("qkv", ours, ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=lambda m, name=name: f"d{name}: {m}")
 

@@ -2,6 +2,9 @@
 attention against a dense float64 brute-force reference."""
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 
 from longlab.memory import MemorizingAttention
@@ -122,3 +125,19 @@ def test_tinylm_with_memorizing_layer_trains_and_resets():
     model.reset_memory()
     assert [len(m) for m in layer.memories] == [0] * 3
     assert "memory_size=64" in repr(layer)
+
+
+@pytest.mark.cuda
+def test_tinylm_with_memory_gives_the_same_losses_on_cuda():
+    cfg = TinyLMConfig(context=32, d_model=32, n_heads=2, n_layers=2, attention=("dense", "memorizing"),
+                       memory_size=64, memory_topk=4)
+    torch.manual_seed(0)
+    cpu_model = TinyLM(cfg).eval()
+    gpu_model = copy.deepcopy(cpu_model).to("cuda")
+    tokens = torch.randint(0, 256, (2, 4 * 32 + 1), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for w in range(4):  # memory fills past its 64 entries, so FIFO eviction runs on the GPU too
+            x, y = tokens[:, w * 32 : (w + 1) * 32], tokens[:, w * 32 + 1 : (w + 1) * 32 + 1]
+            _, want = cpu_model(x, y, reduction="none")
+            _, got = gpu_model(x.cuda(), y.cuda(), reduction="none")
+            torch.testing.assert_close(got.cpu(), want, atol=1e-4, rtol=1e-4)

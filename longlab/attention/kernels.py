@@ -164,10 +164,11 @@ def attend(
         return _Attend.apply(q_, k_, v_, causal_, scale, backend, chunk_size)
 
     d_qk, d_v = q.shape[-1], v.shape[-1]
-    if backend == "cpu_flash" and d_qk != d_v:
-        # The CPU flash kernel wants one head dim for q, k and v. Zero columns change neither the scores
-        # (scale is already fixed from the true D) nor the output's first Dv columns.
-        width = max(d_qk, d_v)
+    # The CPU flash kernel wants one head dim for q, k and v; the CUDA efficient kernel wants head dims that
+    # are multiples of 8 ("cutlassF: no kernel found" otherwise). Zero columns change neither the scores
+    # (scale is already fixed from the true D) nor the output's first Dv columns.
+    width = max(d_qk, d_v) if backend == "cpu_flash" else -(-max(d_qk, d_v) // 8) * 8
+    if backend in ("cpu_flash", "cuda") and (d_qk, d_v) != (width, width):
         widen = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[-1]))  # noqa: E731
         out, lse = attend(widen(q), widen(k), widen(v), causal, scale, backend, chunk_size)
         return out[..., :d_v], lse
