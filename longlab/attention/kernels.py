@@ -2,7 +2,8 @@
 
 One function, several backends behind it:
 - "cpu_flash": PyTorch's blockwise CPU flash kernel (the one SDPA itself uses on CPU), which also returns lse;
-- "cuda": PyTorch's memory-efficient CUDA kernel forward (returns lse), exact chunked-math backward;
+- "cuda": PyTorch's memory-efficient CUDA kernel (forward returns lse; backward is its fused kernel, widened
+  as below);
 - "math": chunked plain math (query blocks of `chunk_size` rows), any device and dtype.
 All of them use O(N * block) memory, never the full N x N matrix.
 
@@ -10,7 +11,8 @@ Gradients are exact through BOTH outputs. PyTorch's own autograd for the flash o
 every lse merge needs (dq comes out ~30% wrong), so `attend` is a custom autograd.Function. With g = dL/dlse the
 score gradient is dS = P * (dP - (D - g)), D = rowsum(dO * O): the usual flash backward with D shifted by g.
 On CPU we get that shift from the stock backward kernel by appending one zero column to q, k, v, a column of
-ones to dO and a column of -g to O: then rowsum(dO' * O') = D - g while dP and P are unchanged.
+ones to dO and a column of -g to O: then rowsum(dO' * O') = D - g while dP and P are unchanged. On CUDA the same
+trick widens by 8 columns (the efficient kernel wants head dims that are multiples of 8).
 """
 from __future__ import annotations
 
@@ -101,32 +103,53 @@ def _cpu_flash_backward(q, k, v, out, lse, d_out, d_lse, causal, scale):
 
 
 def _cuda_forward(q, k, v, causal, scale):
-    out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+    """(out, lse, saved): saved = the kernel's own padded float32 lse and RNG state, which its backward reads."""
+    out, lse_padded, seed, offset = torch.ops.aten._scaled_dot_product_efficient_attention(
         q.contiguous(), k.contiguous(), v.contiguous(), None, True, 0.0, causal, scale=scale
-    )[:2]
-    return out, lse[..., : q.shape[-2]].to(q.dtype)
+    )
+    return out, lse_padded[..., : q.shape[-2]].to(q.dtype), (lse_padded, seed, offset)
+
+
+def _cuda_backward(q, k, v, out, saved, d_out, d_lse, causal, scale):
+    lse_padded, seed, offset = saved
+    pad = 8
+
+    def widen(t, first_column=None):
+        extra = t.new_zeros(*t.shape[:-1], pad)
+        if first_column is not None:
+            extra[..., 0] = first_column
+        return torch.cat([t, extra], dim=-1)
+
+    dq, dk, dv, _ = torch.ops.aten._scaled_dot_product_efficient_attention_backward(
+        widen(d_out, torch.ones_like(d_lse)), widen(q), widen(k), widen(v), None, widen(out, -d_lse), lse_padded,
+        seed, offset, 0.0, [True, True, True, False], causal, scale=scale,
+    )
+    return dq[..., :-pad], dk[..., :-pad], dv[..., :-pad]
 
 
 class _Attend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, causal, scale, backend, chunk):
+        saved = ()
         if backend == "cpu_flash":
             out, lse = _cpu_flash_forward(q, k, v, causal, scale)
         elif backend == "cuda":
-            out, lse = _cuda_forward(q, k, v, causal, scale)
+            out, lse, saved = _cuda_forward(q, k, v, causal, scale)
         else:
             out, lse = _math_forward(q, k, v, causal, scale, chunk)
-        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.save_for_backward(q, k, v, out, lse, *saved)
         ctx.causal, ctx.scale, ctx.backend, ctx.chunk = causal, scale, backend, chunk
         return out, lse
 
     @staticmethod
     def backward(ctx, d_out, d_lse):
-        q, k, v, out, lse = ctx.saved_tensors
+        q, k, v, out, lse, *saved = ctx.saved_tensors
         d_out = torch.zeros_like(out) if d_out is None else d_out
         d_lse = torch.zeros_like(lse) if d_lse is None else d_lse.to(lse.dtype)
         if ctx.backend == "cpu_flash":
             grads = _cpu_flash_backward(q, k, v, out, lse, d_out, d_lse, ctx.causal, ctx.scale)
+        elif ctx.backend == "cuda":
+            grads = _cuda_backward(q, k, v, out, saved, d_out, d_lse, ctx.causal, ctx.scale)
         else:
             grads = _math_backward(q, k, v, out, lse, d_out, d_lse, ctx.causal, ctx.scale, ctx.chunk)
         return (*grads, None, None, None, None)
