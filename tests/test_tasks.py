@@ -1,4 +1,5 @@
-"""Tasks: the pydoc corpus, passkey prompts, dictionary lookup: determinism, structure, scorers."""
+"""Tasks: the pydoc corpus, the standard-library source corpus, passkey prompts, dictionary lookup: determinism,
+structure, scorers."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,9 @@ from longlab.tasks import (
     decode,
     dictionary_batch,
     encode,
+    held_out_long_files,
     load_documents,
+    load_source_documents,
     make_dictionary,
     make_passkey,
     make_passkeys,
@@ -16,6 +19,7 @@ from longlab.tasks import (
     score_dictionary,
     score_passkey,
     split_documents,
+    split_source_documents,
     unigram_loss,
 )
 
@@ -73,3 +77,52 @@ def test_dictionary_task():
     assert decode(tokens[0][mask[0]]) == make_dictionary(6, seed=1 * 7919).answer
     with pytest.raises(ValueError, match="num_pairs"):
         make_dictionary(27, key_len=1)
+
+
+def fake_stdlib(root):
+    """A small tree with each kind of file the source corpus keeps or skips."""
+    files = {"big.py": 400, "pkg/mod.py": 300, "small.py": 50, "test/test_big.py": 400, "pkg/tests/t.py": 400,
+             "idlelib/idle_test/x.py": 400, "encodings/cp1.py": 400, "pydoc_data/topics.py": 400,
+             "_sysconfigdata__linux.py": 400, "html/entities.py": 400, "site-packages/lib/m.py": 400,
+             "notes.txt": 400}
+    for name, size in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(("# " + name + "\n").ljust(size, "x"))
+    return root
+
+
+def test_source_corpus_keeps_hand_written_long_files_only(tmp_path):
+    docs = load_source_documents(min_bytes=100, root=fake_stdlib(tmp_path))
+    assert [d.name for d in docs] == ["big.py", "pkg/mod.py"]  # sorted by path; tests/generated/short skipped
+    assert docs[0].text.startswith("# big.py") and len(docs[0].text) == 400
+    assert [d.name for d in load_source_documents(min_bytes=0, root=tmp_path)] == ["big.py", "pkg/mod.py", "small.py"]
+    with pytest.raises(ValueError, match="min_bytes"):
+        load_source_documents(min_bytes=-1, root=tmp_path)
+    with pytest.raises(ValueError, match="not a folder"):
+        load_source_documents(root=tmp_path / "missing")
+
+
+def test_source_split_is_deterministic_and_disjoint(tmp_path):
+    root = tmp_path
+    for i in range(13):
+        (root / f"m{i:02d}.py").write_text("x" * 200)
+    docs = load_source_documents(min_bytes=100, root=root)
+    train, val = split_source_documents(list(reversed(docs)), val_every=6)  # input order does not matter
+    assert [d.name for d in val] == ["m00.py", "m06.py", "m12.py"] and len(train) == 10
+    assert split_source_documents(docs, val_every=6) == (train, val)
+    assert [d.name for d in held_out_long_files(2, docs)] == ["m00.py", "m06.py"]
+    with pytest.raises(ValueError, match="val_every"):
+        split_source_documents(docs, val_every=1)
+    with pytest.raises(ValueError, match="count"):
+        held_out_long_files(0, docs)
+
+
+def test_real_source_corpus_is_long_python_code():
+    docs = load_source_documents()
+    train, val = split_source_documents(docs)
+    assert len(docs) > 40 and len(val) >= 8 and not {d.name for d in train} & {d.name for d in val}
+    assert all(len(d.text.encode("utf-8")) >= 32_000 for d in docs)  # every file fills a 16k-token memory
+    assert not any(d.name.startswith(("test/", "encodings/", "pydoc_data/")) for d in docs)
+    assert held_out_long_files() == val
+    assert sum("def " in d.text for d in docs) == len(docs)  # Python source, not data tables
