@@ -2,7 +2,7 @@
 where memory helped along the text, and exact vs approximate search recall.
 
 Figures read longlab objects only: `longlab.memory.inspect.Retrievals`, `longlab.memory.memory_eval.MemoryCurve`
-and the rows of `longlab.memory.faiss_backend.compare_search`.
+and `MemorySweep`, and the rows of `longlab.memory.faiss_backend.compare_search`.
 """
 from __future__ import annotations
 
@@ -119,3 +119,18 @@ def recall_figure(rows: list[dict]) -> go.Figure:
     fig.update_yaxes(range=[0, 1.1], title_text=axis_label("recall@k", "fraction"), row=1, col=1)
     fig.update_yaxes(title_text=axis_label("search time", "ms"), row=1, col=2)
     return style(fig, title="exact vs approximate kNN search", legend=False)
+
+
+def loss_vs_memory_sweep_figure(sweep, title: str | None = None) -> go.Figure:
+    """Loss against memory size for each document of a `MemorySweep` (thin lines) and their mean (thick)."""
+    labels = [("none" if s == 0 else f"{s:,}") for s in sweep.memory_sizes]
+    fig = go.Figure()
+    for name, row in zip(sweep.names, sweep.losses.tolist()):
+        fig.add_trace(go.Scatter(x=labels, y=row, mode="lines+markers", name=name, opacity=0.45,
+                                 line=dict(width=1), marker=dict(size=4)))
+    mean = sweep.mean()
+    fig.add_trace(go.Scatter(x=labels, y=mean, mode="lines+markers+text", name="mean over documents",
+                             text=[f"{l:.4f}" for l in mean], textposition="top center",
+                             line=dict(color=method_color("memorizing"), width=4), marker=dict(size=10)))
+    title = title or f"loss vs kNN memory size ({len(sweep.names)} documents, {sum(sweep.bytes_per_doc):,} bytes)"
+    return style(fig, title=title, x=axis_label("memory size", "tokens per head"), y=axis_label("loss", "nats/byte"))

@@ -66,3 +66,59 @@ def loss_vs_memory(model, tokens: torch.Tensor, memory_sizes=(0, 1024, 4096, 163
         layer.set_memory_size(model.config.memory_size)
     model.train(was_training)
     return MemoryCurve(sizes, torch.cat(losses, dim=1), tokens[: windows * context + 1])
+
+
+@dataclass
+class MemorySweep:
+    """loss_vs_memory over several documents: names (D,), memory_sizes (S,), losses (D, S) mean nats per byte of
+    each document, bytes_per_doc (D,). `mean()` weighs every document equally."""
+
+    names: list
+    memory_sizes: list
+    losses: torch.Tensor
+    bytes_per_doc: list
+
+    def mean(self) -> list[float]:
+        """(S,) mean over documents of each document's mean loss, per memory size."""
+        return self.losses.mean(dim=0).tolist()
+
+    def rows(self, digits: int | None = 4) -> list[dict]:
+        """One dict per document (name, bytes, loss at each size) and a final "mean" row, losses rounded to
+        `digits` (None: full precision, as checkpoint JSON stores them)."""
+        def fmt(value):
+            return float(value) if digits is None else round(float(value), digits)
+
+        out = [{"document": n, "bytes": b, **{f"memory {s}": fmt(v) for s, v in zip(self.memory_sizes, row)}}
+               for n, b, row in zip(self.names, self.bytes_per_doc, self.losses)]
+        out.append({"document": "mean", "bytes": sum(self.bytes_per_doc),
+                    **{f"memory {s}": fmt(v) for s, v in zip(self.memory_sizes, self.mean())}})
+        return out
+
+    @classmethod
+    def from_record(cls, record: dict) -> MemorySweep:
+        """Rebuild from {"memory_sizes": [...], "documents": rows()} (as a checkpoint's JSON stores it); the
+        "mean" row is recomputed, not read."""
+        sizes = [int(s) for s in record["memory_sizes"]]
+        docs = [row for row in record["documents"] if row["document"] != "mean"]
+        losses = torch.tensor([[row[f"memory {s}"] for s in sizes] for row in docs], dtype=torch.float64)
+        return cls([row["document"] for row in docs], sizes, losses, [row["bytes"] for row in docs])
+
+    def __repr__(self) -> str:
+        pairs = ", ".join(f"{s}: {l:.4f}" for s, l in zip(self.memory_sizes, self.mean()))
+        return f"MemorySweep({len(self.names)} documents; mean loss by memory size {{{pairs}}})"
+
+
+def loss_vs_memory_docs(model, documents, memory_sizes=(0, 1024, 4096, 16384), max_tokens: int | None = None,
+                        progress: bool = True) -> MemorySweep:
+    """`loss_vs_memory` on each document of `documents` (objects with .name and .tokens(), e.g. tasks.Document),
+    each read from its start with empty memory (first `max_tokens` + 1 bytes). Returns a MemorySweep."""
+    documents = list(documents)
+    if not documents:
+        raise ValueError("documents is empty; pass at least one document with .name and .tokens()")
+    names, rows, sizes = [], [], []
+    for doc in tqdm(documents, desc="documents", unit="doc", disable=not progress):
+        curve = loss_vs_memory(model, doc.tokens(), memory_sizes, max_tokens=max_tokens, progress=False)
+        names.append(doc.name)
+        rows.append(curve.mean_losses())
+        sizes.append(curve.token_losses.shape[1])
+    return MemorySweep(names, [int(s) for s in memory_sizes], torch.tensor(rows, dtype=torch.float64), sizes)
