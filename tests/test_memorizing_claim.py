@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from longlab.memory.memory_eval import MemorySweep, loss_vs_memory, loss_vs_memory_docs
-from longlab.models import TinyLM, TinyLMConfig, load_checkpoint
+from longlab.models import TinyLM, TinyLMConfig, TrainConfig, load_checkpoint, train
 from longlab.tasks import held_out_long_files, split_documents, unigram_loss
 from longlab.tasks.corpus import Document
 
@@ -102,3 +102,16 @@ def test_source_code_record_follows_its_rule():
     assert sweep.mean() == pytest.approx(record["mean_loss"], abs=1e-9)
     mean = sweep.mean()
     assert mean[0] - mean[1] > 0.05 and mean[1] - mean[2] > 0.005  # falls to 4k; the 4k -> 16k step is open
+
+
+def test_periodic_evaluation_keeps_the_training_memories():
+    """train() evaluates every eval_every steps; that must not empty the lanes' memories (it once did, which capped
+    the memory a model ever trained with at eval_every windows, whatever memory_size said)."""
+    torch.manual_seed(0)
+    model = TinyLM(TinyLMConfig(context=16, d_model=16, n_heads=2, n_layers=2, attention=("dense", "memorizing"),
+                                memory_size=1000, memory_topk=4))
+    gen = torch.Generator().manual_seed(2)
+    docs = [torch.randint(0, 256, (16 * 10 + 1,), generator=gen) for _ in range(2)]  # 10 windows per document
+    train(model, docs, docs[:1], TrainConfig(steps=4, batch_size=2, lr=1e-3, warmup=1, eval_every=1, eval_windows=2),
+          progress=False)
+    assert [len(m) for m in model.memory_layers()[0].memories] == [4 * 16, 4 * 16]  # 4 windows read by each lane

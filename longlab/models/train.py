@@ -162,6 +162,8 @@ def train(model: TinyLM, train_docs: list[torch.Tensor], val_docs: list[torch.Te
         last = step == config.steps - 1 or out_of_time
         if (step + 1) % config.eval_every == 0 or last:
             saved = [(layer.memories, layer.doc_counter) for layer in model.memory_layers()]
+            for layer in model.memory_layers():  # detach the lanes first: evaluate() clears every memory it sees
+                layer.memories, layer.doc_counter = [], []
             val = evaluate(model, val_docs, config.eval_windows)
             for layer, (memories, counters) in zip(model.memory_layers(), saved):
                 layer.memories, layer.doc_counter = memories, counters  # eval leaves the training streams intact
