@@ -1,26 +1,26 @@
-"""The Memorizing Transformer claim on the committed checkpoint, test-sized (computed, never typed in): on held-out
-text, the same model reads the same bytes with growing kNN memory. Measured here: every memory size lowers the
-loss, and the loss falls at every step from 0 to 256 to 1024 tokens. (Beyond ~1k tokens this 0.4M-parameter
-model's loss creeps back up by a few thousandths, where the paper's large models keep improving to 262k tokens;
-notebook 03 prints those numbers. The larger source-code experiment, data/make_source_checkpoint.py, falls to 4k and is
-flat from 4k to 16k: its record is checked below; the claim up to 16k tokens is still open.)
+"""The Memorizing Transformer claim on the committed checkpoint, test-sized and computed (never typed in): the same
+model reads the same held-out Python source files with a kNN memory of 0, 1k, 4k and 16k tokens, and the mean loss
+falls at every step. Documents by a rule fixed in advance: the first TEST_DOCS held-out files in path order
+(`longlab.tasks.held_out_long_files`), the first TEST_BYTES bytes of each, memory empty at each file's start.
+`data/make_checkpoints.py` records the same curve over all held-out files (32,000 bytes each) in the JSON.
+Also here: the checkpoint is small and beats the unigram bar, and the pydoc corpus is learnt quickly.
 Regenerate the checkpoint with `python data/make_checkpoints.py` (see data/checkpoints/README.md)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from longlab.memory.memory_eval import MemorySweep, loss_vs_memory, loss_vs_memory_docs
-from longlab.models import TinyLM, TinyLMConfig, TrainConfig, load_checkpoint, train
-from longlab.tasks import held_out_long_files, split_documents, unigram_loss
+from longlab.models import TinyLM, TinyLMConfig, TrainConfig, evaluate, load_checkpoint, train
+from longlab.tasks import held_out_long_files, split_documents, split_source_documents, unigram_loss
 from longlab.tasks.corpus import Document
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "tiny_memorizing.safetensors"
-SIZES = [0, 256, 1024, 4096]
-EVAL_BYTES = 6144
+SIZES = [0, 1024, 4096, 16384]
+TEST_DOCS, TEST_BYTES = 3, 16384
+MARGIN = 0.0005  # nats/byte between consecutive sizes: ~500x the float32 noise (~1e-6) on these means
 
 
 @pytest.fixture(scope="module")
@@ -30,38 +30,40 @@ def checkpoint():
     return load_checkpoint(CHECKPOINT)
 
 
-@pytest.fixture(scope="module")
-def losses(checkpoint):
-    model, _ = checkpoint
-    _, val_docs = split_documents()
-    longest = max(val_docs, key=lambda d: len(d.text))
-    return loss_vs_memory(model, longest.tokens(), SIZES, max_tokens=EVAL_BYTES, progress=False).mean_losses()
-
-
 def test_checkpoint_is_small_and_beats_unigram(checkpoint):
     model, info = checkpoint
     assert CHECKPOINT.stat().st_size < 5e6
-    train_docs, val_docs = split_documents()
+    assert model.config.attention.count("memorizing") == 1 and model.config.memory_topk == 32
+    train_docs, val_docs = split_source_documents()
     unigram = unigram_loss(train_docs, val_docs)
-    assert info["val_loss"] < unigram - 1.0  # recorded at training time on the same split
-    assert info["val_loss_within_180s"]["val_loss"] < unigram - 0.5  # within the first 3 minutes of training
-    longest = max(val_docs, key=lambda d: len(d.text)).tokens()
-    x, y = longest[None, 1000:1256], longest[None, 1001:1257]
+    assert info["val_loss"] < unigram - 0.5  # recorded at training time (first 32 held-out windows: a licence text)
+    assert info["memory_eval"]["mean_loss"][0] < unigram - 1.0  # all held-out files, no memory
+    x = torch.stack([d.tokens()[4096:4352] for d in val_docs])  # one window of every held-out file
+    y = torch.stack([d.tokens()[4097:4353] for d in val_docs])
     model.reset_memory()
     with torch.no_grad():
-        _, loss = model(x, y, doc_start=torch.tensor([True]))
+        _, loss = model(x, y, doc_start=torch.ones(len(val_docs), dtype=torch.bool))  # memory empty
     assert loss.item() < unigram - 1.0  # recomputed now
 
 
-def test_loss_falls_as_memory_grows_to_1k(losses):
-    by_size = dict(zip(SIZES, losses))
-    assert by_size[0] > by_size[256] > by_size[1024], by_size
-    assert by_size[0] - by_size[1024] > 0.03, by_size  # nats/byte: far above float noise
+@pytest.mark.slow
+def test_loss_falls_as_memory_grows(checkpoint):
+    model, _ = checkpoint
+    sweep = loss_vs_memory_docs(model, held_out_long_files(TEST_DOCS), SIZES, max_tokens=TEST_BYTES, progress=False)
+    mean = dict(zip(SIZES, sweep.mean()))
+    assert all(mean[a] - mean[b] > MARGIN for a, b in zip(SIZES, SIZES[1:])), sweep.rows()
+    assert mean[0] - mean[16384] > 0.02, sweep.rows()  # memory as a whole helps clearly
 
 
-def test_every_memory_size_beats_no_memory(losses):
-    by_size = dict(zip(SIZES, losses))
-    assert all(by_size[size] < by_size[0] - 0.03 for size in SIZES[1:]), by_size
+def test_recorded_curve_over_all_held_out_files_falls(checkpoint):
+    """The full-size measurement stored by data/make_checkpoints.py: every held-out file, 32,000 bytes each."""
+    _, info = checkpoint
+    record = info["memory_eval"]
+    sweep = MemorySweep.from_record(record)
+    assert sweep.names == [d.name for d in held_out_long_files()] and record["memory_sizes"] == SIZES
+    assert set(sweep.bytes_per_doc) == {record["eval_bytes"]}
+    mean = sweep.mean()
+    assert all(a - b > MARGIN for a, b in zip(mean, mean[1:])), sweep.rows()
 
 
 def test_sweep_is_the_mean_of_per_document_curves():
@@ -91,17 +93,24 @@ def test_sweep_is_the_mean_of_per_document_curves():
         loss_vs_memory_docs(model, [], [0, 16])
 
 
-def test_source_code_record_follows_its_rule():
-    """data/checkpoints/source_code_run.json (data/make_source_checkpoint.py, the experiment behind the open 16k
-    claim) measured every held-out file by the stated rule, and its mean row is the mean of the files."""
-    info = json.loads((CHECKPOINT.parent / "source_code_run.json").read_text())["info"]
-    record = info["memory_eval"]
-    sweep = MemorySweep.from_record(record)
-    assert sweep.names == [d.name for d in held_out_long_files()] and record["memory_sizes"] == [0, 1024, 4096, 16384]
-    assert set(sweep.bytes_per_doc) == {record["eval_bytes"]}
-    assert sweep.mean() == pytest.approx(record["mean_loss"], abs=1e-9)
-    mean = sweep.mean()
-    assert mean[0] - mean[1] > 0.05 and mean[1] - mean[2] > 0.005  # falls to 4k; the 4k -> 16k step is open
+@pytest.mark.slow
+def test_tiny_lm_learns_pydoc_corpus_quickly(checkpoint):
+    """The pydoc_data claim ("clearly better than unigram in under 3 minutes"): recorded by make_checkpoints.py
+    for its 170 s run, and recomputed here with a much shorter run (150 steps, ~15 s on one thread)."""
+    _, info = checkpoint
+    train_docs, val_docs = split_documents()
+    unigram = unigram_loss(train_docs, val_docs)
+    recorded = info["pydoc_3min"]
+    assert recorded["val_loss_within_180s"]["elapsed_s"] <= 180
+    assert recorded["val_loss_within_180s"]["val_loss"] < unigram - 1.5
+    torch.manual_seed(0)
+    model = TinyLM(TinyLMConfig(context=256, d_model=128, n_layers=2, n_heads=4, attention="dense"))
+    val = [d.tokens() for d in val_docs]
+    result = train(model, [d.tokens() for d in train_docs], val,
+                   TrainConfig(steps=150, batch_size=8, lr=4e-3, warmup=20, eval_every=150, eval_windows=32),
+                   progress=False)
+    assert result.final_val_loss == pytest.approx(evaluate(model, val, 32))
+    assert result.final_val_loss < unigram - 0.5
 
 
 def test_periodic_evaluation_keeps_the_training_memories():
