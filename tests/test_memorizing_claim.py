@@ -111,16 +111,3 @@ def test_tiny_lm_learns_pydoc_corpus_quickly(checkpoint):
                    progress=False)
     assert result.final_val_loss == pytest.approx(evaluate(model, val, 32))
     assert result.final_val_loss < unigram - 0.5
-
-
-def test_periodic_evaluation_keeps_the_training_memories():
-    """train() evaluates every eval_every steps; that must not empty the lanes' memories (it once did, which capped
-    the memory a model ever trained with at eval_every windows, whatever memory_size said)."""
-    torch.manual_seed(0)
-    model = TinyLM(TinyLMConfig(context=16, d_model=16, n_heads=2, n_layers=2, attention=("dense", "memorizing"),
-                                memory_size=1000, memory_topk=4))
-    gen = torch.Generator().manual_seed(2)
-    docs = [torch.randint(0, 256, (16 * 10 + 1,), generator=gen) for _ in range(2)]  # 10 windows per document
-    train(model, docs, docs[:1], TrainConfig(steps=4, batch_size=2, lr=1e-3, warmup=1, eval_every=1, eval_windows=2),
-          progress=False)
-    assert [len(m) for m in model.memory_layers()[0].memories] == [4 * 16, 4 * 16]  # 4 windows read by each lane

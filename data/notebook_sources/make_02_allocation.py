@@ -113,9 +113,10 @@ for name, res in results.items():
 display(Markdown(markdown_table(rows)))
 """),
     md("""
-**Optional: a trained model.** When the tiny byte-level LM checkpoint made by the model notebooks exists
-(`data/checkpoints/tiny_memorizing.safetensors`), the next cell measures the same curve on its first dense
-layer's real queries and keys over documentation text; without the file it does nothing.
+**Optional: a trained model.** When the tiny byte-level LM checkpoint exists
+(`data/checkpoints/tiny_memorizing.safetensors`, trained on the standard library's own Python files), the next
+cell measures the same curve on its first dense layer's real queries and keys over held-out Python files;
+without the file it does nothing.
 """),
     code("""
 import longlab
@@ -125,11 +126,11 @@ CHECKPOINT = Path(longlab.__file__).resolve().parents[1] / "data" / "checkpoints
 if CHECKPOINT.exists():  # optional cell: skipped when the checkpoint is absent
     from longlab.analysis.allocation import capture_qk
     from longlab.models import load_checkpoint
-    from longlab.tasks.corpus import load_documents
+    from longlab.tasks import held_out_long_files
 
     model, _ = load_checkpoint(CHECKPOINT)
     layer = model.config.attention.index("dense")
-    docs = load_documents(min_bytes=model.config.context)[:8]
+    docs = held_out_long_files(8)
     idx = torch.stack([doc.tokens()[: model.config.context] for doc in docs])
     q_t, k_t, v_t = capture_qk(model, idx, layer)
     shape = q_t.shape

@@ -1,6 +1,7 @@
 """`longlab train`: train a TinyLM on the pydoc_data corpus, print losses against the unigram bar, save a checkpoint.
 
-Example (the memorizing checkpoint's recipe, shorter):
+Example (a model with a Memorizing Transformer kNN layer on top; the committed checkpoint's recipe, which
+trains on the standard library's .py files instead, is data/make_checkpoints.py):
     longlab train --attention dense memorizing --seconds 170 --out /tmp/tiny.safetensors
 """
 from __future__ import annotations
