@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .dilated_layout import block_multiplicity, branch_blocks, gather
+from .dilated_layout import batch_rows, block_multiplicity, branch_blocks, gather
 from .kernels import attend
 from .patterns import Dilated
 from .validate import check_qkv, check_scale, expand_kv_heads
@@ -38,10 +38,11 @@ def _biased_attention(q, k, v, log_weight, causal, scale):
 
 
 def _branch(q_flat, k_flat, v_flat, pattern, branch, heads, n, causal, scale, dedupe):
-    """[(block, index, out_b (B, G*S, m, Dv), lse_b (B, G*S, m))] for one branch; inputs are (B, H*N, D)."""
+    """[(block, rows, out_b (B, G*S, m, Dv), lse_b (B, G*S, m))] for one branch; inputs are (B, H*N, D);
+    rows index the flat (B*H*N) view (None for an identity block)."""
     results = []
     for block in branch_blocks(pattern, branch, heads, n):
-        index = None if block.identity else block.flat_index(n, q_flat.device)
+        index = None if block.identity else batch_rows(block.flat_index(n, q_flat.device), q_flat.shape[0], heads * n)
         qb, kb, vb = (gather(t, block, index) for t in (q_flat, k_flat, v_flat))
         if dedupe:
             mult = block_multiplicity(pattern, block, heads, n).to(q_flat.device)  # (G, S, m, m)
@@ -61,14 +62,14 @@ def _merge_branches(branches, bsz, heads, n, dv, like):
     index_add-ed into its rows (backward: one index_select). Uncovered rows keep weight 0; rows covered by no
     branch give out 0, lse -inf. Exact gradients, through lse too.
     """
-    lse_maps = []
+    lse_maps = []  # each flat (B*H*N,): row-major over (B, H*N), so `rows` indexes it directly
     for results in branches:
-        flat = like.new_full((bsz, heads * n), float("-inf"))
-        for block, index, _, l_b in results:
-            l_flat = l_b.reshape(bsz, -1)
-            flat = l_flat if block.identity else flat.index_copy(1, index, l_flat)
+        flat = like.new_full((bsz * heads * n,), float("-inf"))
+        for block, rows, _, l_b in results:
+            l_flat = l_b.reshape(-1)
+            flat = l_flat if block.identity else flat.index_copy(0, rows, l_flat)
         lse_maps.append(flat)
-    lses = torch.stack(lse_maps)  # (branches, B, H*N)
+    lses = torch.stack(lse_maps)  # (branches, B*H*N)
     top = lses.amax(dim=0).detach()  # a stabiliser only: its gradient cancels exactly
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     total = torch.exp(lses - top).sum(dim=0)
@@ -78,18 +79,18 @@ def _merge_branches(branches, bsz, heads, n, dv, like):
     safe_lse = torch.where(empty, torch.zeros_like(lse), lse)
     out = None
     for lse_b, results in zip(lse_maps, branches):
-        weight = torch.exp(lse_b - safe_lse)  # (B, H*N); 0 where the branch does not cover the row
-        for block, index, o_b, _ in results:
-            rows_weight = weight if block.identity else weight.index_select(1, index)
-            contrib = o_b.reshape(bsz, -1, dv) * rows_weight[..., None]
+        weight = torch.exp(lse_b - safe_lse)  # (B*H*N,); 0 where the branch does not cover the row
+        for block, rows, o_b, _ in results:
+            rows_weight = weight if block.identity else weight.index_select(0, rows)
+            contrib = o_b.reshape(-1, dv) * rows_weight[:, None]
             if block.identity:  # the r = 1 branch covers every row: no scatter at all
                 out = contrib if out is None else out + contrib
                 continue
             if out is None:
-                out = like.new_zeros(bsz, heads * n, dv)
-            out.index_add_(1, index, contrib)
+                out = like.new_zeros(bsz * heads * n, dv)
+            out.index_add_(0, rows, contrib)
     if out is None:  # no branch keeps any row (e.g. N < every head's offset)
-        out = like.new_zeros(bsz, heads * n, dv)
+        out = like.new_zeros(bsz * heads * n, dv)
     return out.view(bsz, heads, n, dv), lse.view(bsz, heads, n)
 
 

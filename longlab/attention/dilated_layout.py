@@ -3,7 +3,7 @@
 A branch (w, r) cuts N into segments of w = min(w_i, N) and keeps, per head, the rows whose in-segment
 index is = offset(head) (mod r). Because w is a multiple of r, every full segment keeps the same number
 w / r of rows for every head, whatever its offset: all heads' kept rows of all full segments form ONE dense
-problem of shape (B, H * S, w / r, D), gathered with a single index_select on the (B, H * N, D) view of the
+problem of shape (B, H * S, w / r, D), gathered with a single index_select on the flat (B * H * N, D) view of the
 input (its backward is a single index_add). The last partial segment (N not a multiple of w) keeps
 ceil((len - offset) / r) rows, which depends on the offset: heads are grouped by that count into small extra
 blocks. Only real rows are gathered: padding is never created, so never attended. For r = 1 with no partial
@@ -62,10 +62,20 @@ def branch_blocks(pattern, branch: int, heads: int, n: int) -> list[Block]:
     return blocks
 
 
-def gather(x_flat: torch.Tensor, block: Block, index: torch.Tensor | None) -> torch.Tensor:
-    """(B, H * N, D) -> (B, G * segments, rows, D): the block's rows as dense segments (a view if identity)."""
-    picked = x_flat if block.identity else x_flat.index_select(1, index)
-    return picked.view(x_flat.shape[0], -1, block.rows, x_flat.shape[-1])
+def batch_rows(index: torch.Tensor, batch: int, rows_per_batch: int) -> torch.Tensor:
+    """Row indices into the flat (B * H * N, ...) view for a per-batch index into (H * N): batch b, row i ->
+    b * H * N + i. Selecting along dim 0 of a flat view runs ~2x faster on CPU than along dim 1 of (B, H*N, D)."""
+    if batch == 1:
+        return index
+    return (torch.arange(batch, device=index.device)[:, None] * rows_per_batch + index).flatten()
+
+
+def gather(x_flat: torch.Tensor, block: Block, rows: torch.Tensor | None) -> torch.Tensor:
+    """(B, H * N, D) -> (B, G * segments, rows, D): the block's rows as dense segments (a view if identity).
+    `rows` = batch_rows(block.flat_index(N), B, H * N)."""
+    bsz, hn, d = x_flat.shape
+    picked = x_flat if block.identity else x_flat.reshape(bsz * hn, d).index_select(0, rows)
+    return picked.view(bsz, -1, block.rows, d)
 
 
 def block_multiplicity(pattern, block: Block, heads: int, n: int) -> torch.Tensor:
