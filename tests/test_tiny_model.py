@@ -159,3 +159,5 @@ def test_periodic_evaluation_keeps_the_training_memories():
     train(model, docs, docs[:1], TrainConfig(steps=4, batch_size=2, lr=1e-3, warmup=1, eval_every=1, eval_windows=2),
           progress=False)
     assert [len(m) for m in model.memory_layers()[0].memories] == [4 * 16, 4 * 16]  # 4 windows read by each lane
+    evaluate(model, docs, 3)  # evaluate() itself sets the caller's memories aside and puts them back
+    assert [len(m) for m in model.memory_layers()[0].memories] == [4 * 16, 4 * 16]

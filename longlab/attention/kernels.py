@@ -90,16 +90,28 @@ def _cpu_flash_forward(q, k, v, causal, scale):
     return out, lse
 
 
-def _cpu_flash_backward(q, k, v, out, lse, d_out, d_lse, causal, scale):
-    def widen(t, column=None):
-        extra = torch.zeros_like(t[..., :1]) if column is None else column[..., None].to(t.dtype)
-        return torch.cat([t, extra], dim=-1)
+def _widen(t: torch.Tensor, pad: int, first_column: torch.Tensor | None = None) -> torch.Tensor:
+    """t with `pad` zero columns appended; the first of them set to `first_column` (shape t.shape[:-1]) if given."""
+    extra = t.new_zeros(*t.shape[:-1], pad)
+    if first_column is not None:
+        extra[..., 0] = first_column
+    return torch.cat([t, extra], dim=-1)
 
-    dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-        widen(d_out, torch.ones_like(d_lse)), widen(q), widen(k), widen(v), widen(out, -d_lse), lse, 0.0, causal,
-        scale=scale,
-    )
-    return dq[..., :-1], dk[..., :-1], dv[..., :-1]
+
+def _lse_aware_backward(kernel_backward, pad, q, k, v, out, d_out, d_lse):
+    """dq, dk, dv with the lse gradient folded in (module docstring): widen, run the stock backward, cut back.
+    kernel_backward(d_out', q', k', v', out') -> (dq', dk', dv')."""
+    grads = kernel_backward(_widen(d_out, pad, torch.ones_like(d_lse)), _widen(q, pad), _widen(k, pad),
+                            _widen(v, pad), _widen(out, pad, -d_lse))
+    return tuple(g[..., :-pad] for g in grads)
+
+
+def _cpu_flash_backward(q, k, v, out, lse, d_out, d_lse, causal, scale):
+    def kernel(d_out_w, q_w, k_w, v_w, out_w):
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            d_out_w, q_w, k_w, v_w, out_w, lse, 0.0, causal, scale=scale)
+
+    return _lse_aware_backward(kernel, 1, q, k, v, out, d_out, d_lse)
 
 
 def _cuda_forward(q, k, v, causal, scale):
@@ -112,19 +124,13 @@ def _cuda_forward(q, k, v, causal, scale):
 
 def _cuda_backward(q, k, v, out, saved, d_out, d_lse, causal, scale):
     lse_padded, seed, offset = saved
-    pad = 8
 
-    def widen(t, first_column=None):
-        extra = t.new_zeros(*t.shape[:-1], pad)
-        if first_column is not None:
-            extra[..., 0] = first_column
-        return torch.cat([t, extra], dim=-1)
+    def kernel(d_out_w, q_w, k_w, v_w, out_w):
+        return torch.ops.aten._scaled_dot_product_efficient_attention_backward(
+            d_out_w, q_w, k_w, v_w, None, out_w, lse_padded, seed, offset, 0.0, [True, True, True, False], causal,
+            scale=scale)[:3]
 
-    dq, dk, dv, _ = torch.ops.aten._scaled_dot_product_efficient_attention_backward(
-        widen(d_out, torch.ones_like(d_lse)), widen(q), widen(k), widen(v), None, widen(out, -d_lse), lse_padded,
-        seed, offset, 0.0, [True, True, True, False], causal, scale=scale,
-    )
-    return dq[..., :-pad], dk[..., :-pad], dv[..., :-pad]
+    return _lse_aware_backward(kernel, 8, q, k, v, out, d_out, d_lse)  # 8: the kernel wants head dims % 8 == 0
 
 
 class _Attend(torch.autograd.Function):

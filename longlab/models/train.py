@@ -105,22 +105,30 @@ class DocumentStreams:
 def evaluate(model: TinyLM, docs: list[torch.Tensor], max_windows: int = 32) -> float:
     """Mean loss (nats/byte) over consecutive non-overlapping windows of the documents (first `max_windows`).
 
-    Memory layers see each document from its start, in order, memory cleared between documents.
+    Memory layers see each document from its start, in order, memory cleared between documents. The caller's
+    memories (e.g. the training lanes' half-read documents) are set aside and put back untouched.
     """
     was_training = model.training
     model.eval()
+    layers = model.memory_layers()
+    kept = [(layer.memories, layer.doc_counter) for layer in layers]
+    for layer in layers:
+        layer.memories, layer.doc_counter = [], []  # fresh lanes: clearing would empty the caller's memories
     context, total, count, windows = model.config.context, 0.0, 0, 0
-    for tokens in docs:
-        model.reset_memory()
-        for start in range(0, tokens.numel() - context, context):
-            if windows >= max_windows:
-                break
-            x = tokens[None, start : start + context]
-            y = tokens[None, start + 1 : start + context + 1]
-            _, loss = model(x, y, doc_start=torch.tensor([start == 0]))
-            total, count, windows = total + loss.item() * y.numel(), count + y.numel(), windows + 1
-    model.reset_memory()
-    model.train(was_training)
+    try:
+        for tokens in docs:
+            model.reset_memory()
+            for start in range(0, tokens.numel() - context, context):
+                if windows >= max_windows:
+                    break
+                x = tokens[None, start : start + context]
+                y = tokens[None, start + 1 : start + context + 1]
+                _, loss = model(x, y, doc_start=torch.tensor([start == 0]))
+                total, count, windows = total + loss.item() * y.numel(), count + y.numel(), windows + 1
+    finally:
+        for layer, (memories, counters) in zip(layers, kept):
+            layer.memories, layer.doc_counter = memories, counters
+        model.train(was_training)
     return total / max(count, 1)
 
 
@@ -161,12 +169,7 @@ def train(model: TinyLM, train_docs: list[torch.Tensor], val_docs: list[torch.Te
         out_of_time = config.time_limit_s is not None and elapsed > config.time_limit_s
         last = step == config.steps - 1 or out_of_time
         if (step + 1) % config.eval_every == 0 or last:
-            saved = [(layer.memories, layer.doc_counter) for layer in model.memory_layers()]
-            for layer in model.memory_layers():  # detach the lanes first: evaluate() clears every memory it sees
-                layer.memories, layer.doc_counter = [], []
-            val = evaluate(model, val_docs, config.eval_windows)
-            for layer, (memories, counters) in zip(model.memory_layers(), saved):
-                layer.memories, layer.doc_counter = memories, counters  # eval leaves the training streams intact
+            val = evaluate(model, val_docs, config.eval_windows)  # leaves the training lanes' memories intact
             result.history.append({"step": step + 1, "train_loss": sum(recent) / len(recent), "val_loss": val,
                                    "elapsed_s": time.perf_counter() - start_time})
             bar.set_postfix(train=f"{result.history[-1]['train_loss']:.3f}", val=f"{val:.3f}")
