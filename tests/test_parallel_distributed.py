@@ -66,28 +66,17 @@ def _dies_on_rank_one(group, q, k, v, causal=False, scale=None):
     return q
 
 
-def test_a_rank_that_dies_silently_is_reported():
+@pytest.mark.parametrize("program,error,match,timeout,limit_s", [
+    (_dies_on_rank_one, RuntimeError, r"rank 1 died \(exit code 3\)", 20, 15),
+    (_raises_on_rank_one, RuntimeError, r"(?s)rank 1 raised.*rank one is broken", 20, 15),
+    (_hangs_on_rank_zero, TimeoutError, r"ranks \[0(, 1)?\] did not finish within timeout=2", 2, 10),
+], ids=["dies silently", "raises", "hangs"])
+def test_a_failing_rank_ends_the_launch_with_a_clear_error(program, error, match, timeout, limit_s):
     q = torch.randn(1, 2, 8, 4)
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"rank 1 died \(exit code 3\)"):
-        launch(_dies_on_rank_one, q, q, q, 2, timeout=20, layout="ring")
-    assert time.monotonic() - start < 15
-
-
-def test_a_rank_that_raises_ends_the_launch_with_its_traceback():
-    q = torch.randn(1, 2, 8, 4)
-    start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"(?s)rank 1 raised.*rank one is broken"):
-        launch(_raises_on_rank_one, q, q, q, 2, timeout=20, layout="ring")
-    assert time.monotonic() - start < 15
-
-
-def test_a_hanging_rank_ends_in_a_timeout_not_a_hang():
-    q = torch.randn(1, 2, 8, 4)
-    start = time.monotonic()
-    with pytest.raises(TimeoutError, match=r"ranks \[0(, 1)?\] did not finish within timeout=2"):
-        launch(_hangs_on_rank_zero, q, q, q, 2, timeout=2, layout="ring")
-    assert time.monotonic() - start < 10
+    with pytest.raises(error, match=match):
+        launch(program, q, q, q, 2, timeout=timeout, layout="ring")
+    assert time.monotonic() - start < limit_s
 
 
 def test_cli_prints_bytes_per_rank_beside_the_formula(capsys):
