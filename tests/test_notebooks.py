@@ -5,12 +5,11 @@
   would otherwise store ~5 MB of plotly.js), output to a temp dir. LONGLAB_HEADLESS=1 makes viz render plain
   go.Figure outputs instead of live widgets. Any cell error fails the test.
 - test_notebook_is_clean: no outputs, no execution counts, first code cell tagged `parameters`.
-- test_generated_notebook_is_current: notebooks written by data/notebook_sources/make_*.py (those that
-  define NOTEBOOK and cells) match their generator, so nobody hand-edits a generated file.
+- test_notebook_pair_in_sync: every notebook is a jupytext pair (notebooks/NAME.py, py:percent, the source that
+  ruff lints, and notebooks/NAME.ipynb); their cells (type, source, tags) agree, and neither exists alone.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,9 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-SOURCES = ROOT / "data" / "notebook_sources"
 NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if not p.name.startswith("."))
-GENERATORS = sorted(SOURCES.glob("make_*.py"))
+SOURCES = sorted(NOTEBOOK_DIR.glob("*.py"))
 
 # Per-notebook parameter overrides for CI, e.g. {"01_dilated_attention.ipynb": {"N": 256}}.
 # Prefer small defaults in the notebook's own `parameters` cell; use this only when a default must stay big.
@@ -60,19 +58,23 @@ def test_notebook_is_clean(path):
     assert not dirty, f"{path.name}: code cells {dirty} have outputs or execution counts; clear them"
 
 
-def _load(generator: Path):
-    spec = importlib.util.spec_from_file_location(f"_nbgen_{generator.stem}", generator)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # generators only write under `if __name__ == "__main__"`
-    return module
+def _cells(nb) -> list[tuple[str, str, list]]:
+    return [(c["cell_type"], "".join(c["source"]), c.get("metadata", {}).get("tags", [])) for c in nb["cells"]]
 
 
-@pytest.mark.parametrize("generator", GENERATORS, ids=_ids(GENERATORS))
-def test_generated_notebook_is_current(generator):
-    module = _load(generator)
-    if not (hasattr(module, "NOTEBOOK") and hasattr(module, "cells")):
-        pytest.skip(f"{generator.name} does not define NOTEBOOK and cells")
-    committed = json.loads((NOTEBOOK_DIR / module.NOTEBOOK).read_text(encoding="utf-8"))
-    want = [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in module.cells]
-    got = [(c["cell_type"], "".join(c["source"]), c.get("metadata", {}).get("tags", [])) for c in committed["cells"]]
-    assert got == want, f"notebooks/{module.NOTEBOOK} differs from {generator.name}; rerun the generator"
+def test_every_notebook_has_a_source():
+    assert SOURCES, "no notebooks/*.py sources found"
+    assert [p.stem for p in SOURCES] == [p.stem for p in NOTEBOOKS], (
+        "every notebooks/NAME.ipynb needs its jupytext source notebooks/NAME.py and vice versa; "
+        "create the missing one with `jupytext --sync` (pairing is configured in jupytext.toml)"
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=_ids(SOURCES))
+def test_notebook_pair_in_sync(source):
+    jupytext = pytest.importorskip("jupytext")
+    from_source = _cells(jupytext.read(source))
+    committed = _cells(json.loads(source.with_suffix(".ipynb").read_text(encoding="utf-8")))
+    assert committed == from_source, (
+        f"notebooks/{source.stem}.ipynb differs from {source.name}; run `jupytext --sync notebooks/{source.name}`"
+    )
