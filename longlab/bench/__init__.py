@@ -1,21 +1,29 @@
 """Benchmarks: each module in this package is one `longlab bench NAME` target.
 
-A target module defines NAME (str), HELP (one line), `add_arguments(parser)` and `run(args) -> list[dict]`.
-Results are ratios measured in one run (never timed assertions in tests); `common` writes CSV + a table.
+How to add a benchmark: add ONE file here, e.g. `longlab/bench/focused.py`, that defines (the plugin
+protocol of `longlab.plugins`, shared with the CLI commands):
+
+    NAME = "focused"            the target word: `longlab bench focused`
+    HELP = "one line"           shown in `longlab bench --help`; the module docstring is the long help
+    register(parser)            add the benchmark's options (sizes, repeats, --device ...) with defaults
+                                small enough to finish in minutes on a 2-core CPU
+    main(args) -> list[dict]    run it and RETURN the rows, one dict per measurement (same keys in every
+                                row); never write files, never change `args`
+    COLUMNS = [...]             optional: the columns the printed table shows (default: all of them)
+
+The `bench` command prints the rows as a table and writes them to `<--out>/<NAME>_<device>.csv`
+(`--out` defaults to ./data/bench relative to the working directory; `_<device>` is the device type
+of a `--device` option, left out when the benchmark has none). `longlab bench all` runs every target with
+its defaults. Rows report ratios measured in the same run (ours vs a baseline), never timed assertions in
+tests; `common` has the timing, environment stamp and CSV helpers.
 """
 from __future__ import annotations
 
 import importlib
-import pkgutil
+
+from .. import plugins
 
 
 def targets() -> dict:
     """Map NAME -> module for every benchmark module in this package."""
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name == "common":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(module, "NAME") and hasattr(module, "run"):
-            found[module.NAME] = module
-    return dict(sorted(found.items()))
+    return plugins.discover(importlib.import_module(__name__))

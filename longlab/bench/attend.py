@@ -9,13 +9,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..attention import attend
-from .common import DEFAULT_DIR, device_label, stamp, time_call
+from .common import device_label, stamp, time_call
 
 NAME = "attend"
 HELP = "time attend() vs scaled_dot_product_attention for N = 1k..16k (forward, optional backward)"
 
 
-def add_arguments(parser) -> None:
+def register(parser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--head-dim", type=int, default=64)
@@ -23,10 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backward", action="store_true", help="also time forward+backward")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=None, help="CSV path (default data/bench/attend_<device>.csv)")
 
 
-def run(args) -> list[dict]:
+def main(args) -> list[dict]:
     device = torch.device(args.device)
     rows = []
     for n in tqdm(args.sizes, desc="bench attend", unit="N"):
@@ -52,5 +51,4 @@ def run(args) -> list[dict]:
             t_ours_fb = time_call(ours_fb, args.repeats, device=device)
             row.update(sdpa_fwdbwd_s=t_sdpa_fb, attend_fwdbwd_s=t_ours_fb, fwdbwd_ratio=t_ours_fb / t_sdpa_fb)
         rows.append({**row, **stamp()})
-    args.out = args.out or str(DEFAULT_DIR / f"attend_{device.type}.csv")
     return rows

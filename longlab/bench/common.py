@@ -1,9 +1,12 @@
-"""Shared benchmark plumbing: timing, environment stamp, CSV output and a printed table."""
+"""Shared benchmark plumbing: timing, environment stamp, CSV in and out.
+
+Nothing here decides where files go: the caller passes a path (`longlab bench --out DIR`, default
+./data/bench relative to the working directory), so an installed longlab never writes into its own folder.
+"""
 from __future__ import annotations
 
 import csv
 import datetime as _dt
-import os
 import platform
 import statistics
 import time
@@ -14,7 +17,7 @@ import torch
 
 from ..io import atomic_write
 
-DEFAULT_DIR = Path(os.environ.get("LONGLAB_BENCH_DIR", Path(__file__).resolve().parents[2] / "data" / "bench"))
+DEFAULT_OUT = Path("data", "bench")  # relative: resolved against the working directory when written
 
 
 def sync(device: torch.device | str | None = None) -> None:
@@ -50,6 +53,13 @@ def stamp() -> dict:
     return {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__}
 
 
+def csv_path(out_dir: str | Path, name: str, device: torch.device | str | None = None) -> Path:
+    """Where benchmark `name` saves its rows: out_dir/<name>_<device type>.csv (out_dir/<name>.csv without a
+    device), e.g. data/bench/dilated_cpu.csv."""
+    suffix = f"_{torch.device(device).type}" if device is not None else ""
+    return Path(out_dir) / f"{name}{suffix}.csv"
+
+
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     """Write rows (dicts with the same keys) to CSV, creating parent folders. Returns the path."""
     path = Path(path)
@@ -70,20 +80,3 @@ def read_csv(path: str | Path) -> list[dict]:
     """Read a benchmark CSV back (values as strings)."""
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def format_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
-    """Plain-text table of rows; floats shown with 4 significant digits."""
-    if not rows:
-        return "(no rows)"
-    columns = list(columns or rows[0])
-
-    def cell(value):
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    body = [[cell(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in body]
-    return "\n".join(lines)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..analysis.memtrack import timed_peak
 from ..attention.dilated import dilated_attention
 from ..attention.patterns import Dense, Dilated
-from .common import DEFAULT_DIR, device_label, stamp
+from .common import device_label, stamp
 
 NAME = "dilated"
 HELP = "time LongNet dilated attention vs dense SDPA (forward, forward+backward, peak memory), N = 4k..64k"
@@ -27,7 +27,7 @@ COLUMNS = ["N", "causal", "pass", "dilated_s", "sdpa_s", "speedup", "flop_ideal_
 LARGE = 32768  # from this N on: one timed run, no warm-up (dense SDPA is tens of seconds)
 
 
-def add_arguments(parser) -> None:
+def register(parser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 65536])
     parser.add_argument("--quick", action="store_true", help="small smoke run: N = 2048, 8192, forward only")
     parser.add_argument("--heads", type=int, default=8)
@@ -40,7 +40,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many alternating runs below N = 32768")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=None, help="CSV path (default data/bench/dilated_<device>.csv)")
 
 
 def _measure_pair(ours, sdpa, n, repeats, device):
@@ -112,13 +111,12 @@ def measure(sizes, heads: int = 8, head_dim: int = 64, segment_lengths=(2048, 40
     return rows
 
 
-def run(args) -> list[dict]:
-    if args.quick:
-        args.sizes, args.backward_sizes, args.repeats = [2048, 8192], [], 1
+def main(args) -> list[dict]:
+    sizes, backward_sizes, repeats = ([2048, 8192], [], 1) if args.quick else (args.sizes, args.backward_sizes,
+                                                                                 args.repeats)
     if args.threads:
         torch.set_num_threads(args.threads)
     causal_modes = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
-    rows = measure(args.sizes, args.heads, args.head_dim, args.segment_lengths, args.dilation_rates, causal_modes,
-                   args.backward_sizes, args.repeats, args.device)
-    args.out = args.out or str(DEFAULT_DIR / f"dilated_{torch.device(args.device).type}.csv")
+    rows = measure(sizes, args.heads, args.head_dim, args.segment_lengths, args.dilation_rates, causal_modes,
+                   backward_sizes, repeats, args.device)
     return rows

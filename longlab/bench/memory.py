@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..memory import KVMemory
-from .common import DEFAULT_DIR, device_label, stamp, time_call
+from .common import device_label, stamp, time_call
 
 NAME = "memory"
 HELP = "KVMemory exact top-k search and add throughput vs faiss IndexFlatIP (1M keys, dim 64)"
@@ -20,7 +20,7 @@ COLUMNS = ["method", "chunk", "keys", "queries", "dim", "k", "search_s", "ratio_
            "non_tie_mismatches", "add_keys_per_s"]
 
 
-def add_arguments(parser) -> None:
+def register(parser) -> None:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1024)
     parser.add_argument("--dim", type=int, default=64)
@@ -31,7 +31,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch + faiss threads (0 = leave torch's default)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default=None, help="CSV path (default data/bench/memory_<device>.csv)")
 
 
 def _timed(fn) -> float:
@@ -56,7 +55,7 @@ def _agreement(indices, scores, ref_indices, ref_scores, tol=1e-4) -> tuple[floa
     return same.float().mean().item(), int(non_tie.sum())
 
 
-def run(args) -> list[dict]:
+def main(args) -> list[dict]:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,5 +100,4 @@ def run(args) -> list[dict]:
             row.update(ratio_vs_faiss=t / t_faiss, same_neighbours=same, non_tie_mismatches=non_tie)
         rows.append(row)
     rows = [{"device": device_label(device), **row, **stamp()} for row in rows]
-    args.out = args.out or str(DEFAULT_DIR / f"memory_{device.type}.csv")
     return rows

@@ -1,1 +1,2 @@
-"""CLI subcommands: every module here defines NAME, HELP, `register(parser)` and `main(args) -> int`."""
+"""CLI subcommands: each module here is one `longlab NAME` plugin (NAME, HELP, `register(parser)`,
+`main(args) -> exit status`; see `longlab.plugins`)."""

@@ -1,39 +1,40 @@
-"""`longlab bench TARGET`: run a benchmark, print a table, write CSV under data/bench/."""
+"""`longlab bench TARGET`: run a benchmark, print its rows as a table, write them as CSV.
+
+The CSV goes to <--out>/<TARGET>_<device>.csv; --out defaults to ./data/bench relative to the working
+directory. Targets are the plugins in `longlab.bench` (how to add one: that package's docstring).
+"""
 from __future__ import annotations
 
-from ..bench import targets
-from ..bench.common import format_table, write_csv
+from .. import bench, plugins
+from ..bench.common import DEFAULT_OUT, csv_path, write_csv
+from ..table import format_table
 
 NAME = "bench"
-HELP = "benchmarks (ratios vs dense SDPA measured in the same run; CSV written under data/bench/)"
+HELP = "benchmarks (ratios vs a baseline measured in the same run; CSV written under --out, default ./data/bench)"
+
+
+def _add_out(parser) -> None:
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help="folder for the CSV (default: %(default)s, relative to the working directory)")
 
 
 def register(parser) -> None:
-    sub = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
-    for name, module in targets().items():
-        target_parser = sub.add_parser(name, help=module.HELP, description=module.__doc__)
-        module.add_arguments(target_parser)
-    sub.add_parser("all", help="run every benchmark with its defaults")
+    sub = plugins.add_subparsers(parser, bench, dest="target", metavar="TARGET")
+    for target_parser in sub.choices.values():
+        _add_out(target_parser)
+    _add_out(sub.add_parser("all", help="run every benchmark with its defaults"))
 
 
 def main(args) -> int:
-    chosen = targets() if args.target == "all" else {args.target: targets()[args.target]}
-    for name, module in chosen.items():
-        if args.target == "all":
-            parser_defaults = _defaults(module)
-            for key, value in parser_defaults.items():
-                setattr(args, key, value)
-        rows = module.run(args)
-        print(f"\n== bench {name} ==")
+    targets = bench.targets()
+    if args.target == "all":
+        runs = [(module, plugins.defaults(module)) for module in targets.values()]
+    else:
+        runs = [(targets[args.target], args)]
+    for module, options in runs:
+        rows = module.main(options)
+        print(f"\n== bench {module.NAME} ==")
         print(format_table(rows, getattr(module, "COLUMNS", None)))
-        path = write_csv(rows, args.out)
+        path = write_csv(rows, csv_path(args.out, module.NAME, getattr(options, "device", None)))
         print(f"wrote {path}")
     return 0
-
-
-def _defaults(module) -> dict:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    return vars(parser.parse_args([]))
