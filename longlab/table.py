@@ -21,13 +21,14 @@ def format_cell(value) -> str:
 
 def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, *, markdown: bool = False,
                  formats: Mapping[str, Callable[[object], str]] | None = None,
-                 headers: Mapping[str, str] | None = None) -> str:
+                 headers: Mapping[str, str] | None = None, align_right: bool = False) -> str:
     """rows (dicts) -> a table of `columns` (default: the first row's keys), one line per row.
 
     markdown=False: right-aligned plain text with a dashed rule under the header (for print).
     markdown=True: a Markdown table (for display(Markdown(...)) in a notebook).
     formats: column -> function(value) -> str, overriding `format_cell` for that column.
     headers: column -> the title shown instead of the column name. A missing value prints as "".
+    align_right: Markdown columns right-aligned (plain text always is).
     """
     if not rows:
         return "(no rows)"
@@ -36,7 +37,7 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, 
     titles = [headers.get(c, c) for c in columns]
     body = [[formats.get(c, format_cell)(row[c]) if c in row else "" for c in columns] for row in rows]
     if markdown:
-        lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(columns)]
+        lines = ["| " + " | ".join(titles) + " |", "|" + ("---:|" if align_right else "---|") * len(columns)]
         return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
     widths = [max(len(t), *(len(cells[i]) for cells in body)) for i, t in enumerate(titles)]
     lines = ["  ".join(t.rjust(w) for t, w in zip(titles, widths)), "  ".join("-" * w for w in widths)]

@@ -25,8 +25,9 @@ def test_markdown_table_and_missing_values():
 
 
 def test_formats_and_headers_override_per_column():
-    text = format_table(ROWS, ["N"], markdown=True, formats={"N": lambda n: f"{n:,}"}, headers={"N": "tokens"})
-    assert text.splitlines() == ["| tokens |", "|---|", "| 1,024 |", "| 65,536 |"]
+    text = format_table(ROWS, ["N"], markdown=True, formats={"N": lambda n: f"{n:,}"}, headers={"N": "tokens"},
+                        align_right=True)
+    assert text.splitlines() == ["| tokens |", "|---:|", "| 1,024 |", "| 65,536 |"]
 
 
 def test_cells_from_csv_strings():

@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from longlab.analysis.dense_cost import dense_cost_table, format_bytes, format_count
 from longlab.attention.patterns import Pattern
+from longlab.table import format_table
 from viz.theme import COLORS, axis_label, branch_color, method_color, style
 
 MEMORY_CURVES = (  # key in dense_cost rows, legend label, colour
@@ -70,8 +71,10 @@ def dense_cost_figure(ns: Sequence[int], head_dim: int = 128, heads: int = 32, d
 
 def dense_cost_markdown(rows: Sequence[dict]) -> str:
     """Markdown table of dense_cost rows (N, FLOPs, score matrix, flash working set, KV cache)."""
-    lines = ["| N (tokens) | FLOPs | N x N scores | flash working set | KV cache |", "|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['n']:,} | {format_count(r['flops'])}FLOP | {format_bytes(r['score_bytes'])} | "
-                     f"{format_bytes(r['flash_bytes'])} | {format_bytes(r['kv_cache_bytes'])} |")
-    return "\n".join(lines)
+    columns = ["n", "flops", "score_bytes", "flash_bytes", "kv_cache_bytes"]
+    headers = {"n": "N (tokens)", "flops": "FLOPs", "score_bytes": "N x N scores", "flash_bytes": "flash working set",
+               "kv_cache_bytes": "KV cache"}
+    formats = {"n": "{:,}".format, "flops": lambda f: f"{format_count(f)}FLOP", "score_bytes": format_bytes,
+               "flash_bytes": format_bytes, "kv_cache_bytes": format_bytes}
+    return format_table(rows, columns, markdown=True, formats=formats, headers=headers,
+                        align_right=True)

@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 from longlab.analysis.complexity import flops_vs_n, masked_costs
 from longlab.attention.dilated_layout import branch_blocks
 from longlab.attention.patterns import Dilated, Pattern
+from longlab.table import format_table
 from viz.pattern_heatmap import combo_color, pattern_heatmap, pattern_label
 from viz.theme import COLORS, axis_label, branch_color, method_color, style
 from viz.widgets import explorer
@@ -178,20 +179,4 @@ def dilated_explorer(w0: int = 4, alpha: int = 2, branches: int = 3, n: int = 32
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     """Rows of dicts -> a Markdown table (floats with 4 significant digits), for display(Markdown(...))."""
-    if not rows:
-        return "(no rows)"
-    columns = columns or list(rows[0])
-
-    def cell(value):
-        if isinstance(value, bool):
-            return str(value)
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        try:
-            return f"{float(value):.4g}" if "." in str(value) or "e" in str(value) else str(value)
-        except ValueError:
-            return str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    return format_table(rows, columns, markdown=True)

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from longlab.table import format_table
+
 
 @dataclass(frozen=True)
 class Method:
@@ -83,12 +85,12 @@ def find_notebook(method: Method, folder: str | Path = ".") -> str | None:
 
 def methods_markdown(folder: str | Path = ".") -> str:
     """Markdown table: method, idea, paper link, notebook link (or *coming*)."""
-    lines = ["| method | idea | paper | notebook |", "|---|---|---|---|"]
+    rows = []
     for m in METHODS:
         nb = find_notebook(m, folder)
         link = f"[{Path(nb).stem}]({nb})" if nb else "*coming*"
-        lines.append(f"| {m.name} | {m.idea} | [{m.paper}]({m.url}) | {link} |")
-    return "\n".join(lines)
+        rows.append({"method": m.name, "idea": m.idea, "paper": f"[{m.paper}]({m.url})", "notebook": link})
+    return format_table(rows, markdown=True, formats=dict.fromkeys(rows[0], str))
 
 
 def notebooks_markdown(folder: str | Path = ".") -> str:
