@@ -13,6 +13,7 @@ _KINDS: dict[str, object] = {
     "dense": "longlab.models.layers:DenseAttention",
     "sliding": "longlab.models.layers:SlidingWindowAttention",
     "dilated": "longlab.models.layers:DilatedAttentionLayer",
+    "linear": "longlab.models.idea_layers:LinearAttentionLayer",
     "memorizing": "longlab.memory.memorizing:MemorizingAttention",
     # the Focused Transformer issue provides this module
     "focused": "longlab.memory.focused:FocusedAttention",
