@@ -29,3 +29,40 @@ def test_kind_is_causal(kind):
         a, b = model(idx)[0], model(changed)[0]
     torch.testing.assert_close(a[:, :30], b[:, :30])
     assert (a[:, 30:] - b[:, 30:]).abs().max() > 1e-4
+
+
+def _twin(**changes):
+    torch.manual_seed(0)
+    base = TinyLM(TinyLMConfig(context=64, d_model=32, n_heads=2, n_layers=2)).eval()
+    other = TinyLM(TinyLMConfig(context=64, d_model=32, n_heads=2, n_layers=2, **changes)).eval()
+    other.load_state_dict(base.state_dict())
+    return base, other
+
+
+@pytest.mark.parametrize("window, leak", [(64, None), (5, 1.0)])
+def test_rerope_position_reduces_to_rope(window, leak):
+    base, other = _twin(position="rerope", rerope_window=window, rerope_leak=leak)
+    idx = torch.randint(0, 256, (2, 50))
+    with torch.no_grad():
+        torch.testing.assert_close(other(idx)[0], base(idx)[0], atol=1e-5, rtol=0)
+
+
+def test_rerope_position_changes_far_tokens_only():
+    base, other = _twin(position="rerope", rerope_window=8, rerope_leak=4.0)
+    idx = torch.randint(0, 256, (1, 50))
+    with torch.no_grad():
+        a, b = base(idx)[0], other(idx)[0]
+    torch.testing.assert_close(a[:, :8], b[:, :8], atol=1e-5, rtol=0)
+    assert (a[:, 9:] - b[:, 9:]).abs().max() > 1e-4
+
+
+def test_position_config_errors():
+    with pytest.raises(ValueError, match="position"):
+        TinyLMConfig(position="alibi")
+    with pytest.raises(ValueError, match="rerope_window"):
+        TinyLMConfig(position="rerope", rerope_window=0)
+    with pytest.raises(ValueError, match="leak"):
+        TinyLMConfig(position="rerope", rerope_leak=0.5)
+    model = TinyLM(TinyLMConfig(attention="sliding", position="rerope", context=16, d_model=16, n_heads=2))
+    with pytest.raises(ValueError, match="position='rope'"):
+        model(torch.zeros(1, 4, dtype=torch.long))

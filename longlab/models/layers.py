@@ -40,8 +40,14 @@ class SelfAttention(nn.Module):
     def mix(self, q, k, v) -> torch.Tensor:  # (B, H, N, D) each -> (B, H, N, D)
         raise NotImplementedError
 
+    def mix_rerope(self, q, k, v, positions) -> torch.Tensor:  # un-rotated q, k (B, H, N, D) -> (B, H, N, D)
+        raise ValueError(f"{type(self).__name__} supports only position='rope'; position='rerope' needs a dense "
+                         f"layer (attention='dense')")
+
     def forward(self, x: torch.Tensor, positions: torch.Tensor, **context) -> torch.Tensor:
         q, k, v = self.project(x)
+        if getattr(self.config, "position", "rope") == "rerope":
+            return self.merge_heads(self.mix_rerope(q, k, v, positions))
         q, k = self.rotate(q, k, positions)
         return self.merge_heads(self.mix(q, k, v))
 
@@ -54,6 +60,13 @@ class DenseAttention(SelfAttention):
 
     def mix(self, q, k, v):
         return attend(q, k, v, causal=True)[0]
+
+    def mix_rerope(self, q, k, v, positions):
+        """ReRoPE / leaky ReRoPE (longlab.attention.rerope), exact, as two partial attentions merged by lse."""
+        from ..attention.rerope import rerope_attention
+
+        c = self.config
+        return rerope_attention(q, k, v, c.rerope_window, c.rerope_leak, positions, c.rope_base)[0]
 
 
 def sliding_window_attention(q, k, v, window: int) -> torch.Tensor:

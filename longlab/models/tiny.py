@@ -38,6 +38,10 @@ class TinyLMConfig:
     memory_size: int = 16384  # memorizing: tokens kept per head (FIFO)
     memory_topk: int = 32  # memorizing: retrieved entries per query
     memory_local: str = "dense"  # memorizing: local attention "dense" or "sliding"
+    position: str = "rope"  # "rope", or "rerope": relative positions capped at rerope_window (dense layers)
+    rerope_window: int = 64  # rerope: keys closer than this get normal RoPE
+    rerope_leak: float | None = None  # rerope: None = plain ReRoPE; s >= 1 = leaky (w + (i - j - w) / s)
+    pool_block: int = 16  # pooled: tokens averaged into one pooled key/value (local window = `window`)
     extra: dict = field(default_factory=dict)  # free-form options for kinds added later
 
     def __post_init__(self):
@@ -55,6 +59,14 @@ class TinyLMConfig:
         for kind in kinds:
             if kind not in attention_kinds():
                 raise ValueError(f"unknown attention kind {kind!r}; choose from {attention_kinds()}")
+        if self.position not in ("rope", "rerope"):
+            raise ValueError(f"position must be 'rope' or 'rerope', got {self.position!r}")
+        if self.position == "rerope":
+            from ..attention.rerope import check_leak
+            from ..checks import positive_int
+
+            positive_int("TinyLMConfig.rerope_window", self.rerope_window, "tokens")
+            check_leak(self.rerope_leak)
         if self.memory_local not in ("dense", "sliding"):
             raise ValueError(f"memory_local must be 'dense' or 'sliding', got {self.memory_local!r}")
         self.attention = kinds
