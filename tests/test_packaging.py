@@ -4,10 +4,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,17 @@ def _environment_requirements() -> dict[str, str]:
 
 def test_environment_yml_mirrors_pyproject():
     assert _environment_requirements() == _pyproject_requirements()
+
+
+def test_python_version_is_the_same_everywhere():
+    """pyproject's minimum Python, ruff's target and environment.yml's pin name one version (tomllib needs 3.11)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    minimum = re.fullmatch(r">=(\d+)\.(\d+)", config["project"]["requires-python"]).groups()
+    pinned = next(d for d in yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+                  if isinstance(d, str) and d.startswith("python="))
+    assert pinned == "python={}.{}".format(*minimum)
+    assert config["tool"]["ruff"]["target-version"] == "py{}{}".format(*minimum)
+    assert sys.version_info >= tuple(map(int, minimum))
 
 
 def test_cli_help_lists_every_command():
