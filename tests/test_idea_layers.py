@@ -7,7 +7,7 @@ import torch
 from longlab.models import TinyLM, TinyLMConfig
 
 
-@pytest.mark.parametrize("kind", ["linear"])
+@pytest.mark.parametrize("kind", ["linear", "pooled"])
 def test_kind_runs_and_backpropagates(kind):
     torch.manual_seed(0)
     model = TinyLM(TinyLMConfig(attention=kind, context=64, d_model=32, n_heads=2, n_layers=2, window=8))
@@ -18,7 +18,7 @@ def test_kind_runs_and_backpropagates(kind):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize("kind", ["linear"])
+@pytest.mark.parametrize("kind", ["linear", "pooled"])
 def test_kind_is_causal(kind):
     torch.manual_seed(0)
     model = TinyLM(TinyLMConfig(attention=kind, context=64, d_model=32, n_heads=2, n_layers=2, window=8)).eval()

@@ -14,3 +14,19 @@ class LinearAttentionLayer(SelfAttention):
         from ..attention.linear import linear_attention
 
         return linear_attention(q, k, v, causal=True)
+
+
+class PooledAttentionLayer(SelfAttention):
+    """Causal attention over an exact window of `config.window` tokens plus mean-pooled blocks of
+    `config.pool_block` tokens further back (longlab.attention.pooling)."""
+
+    def mix(self, q, k, v):
+        from ..attention.band import band_attention
+        from ..attention.pooling import pooled_attention
+
+        if q.shape[2] < self.config.pool_block:  # too short for any complete block: the window alone
+            return band_attention(q, k, v, self.config.window)[0]
+        return pooled_attention(q, k, v, self.config.pool_block, self.config.window)[0]
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, window={self.config.window}, pool_block={self.config.pool_block}"

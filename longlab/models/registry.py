@@ -14,6 +14,7 @@ _KINDS: dict[str, object] = {
     "sliding": "longlab.models.layers:SlidingWindowAttention",
     "dilated": "longlab.models.layers:DilatedAttentionLayer",
     "linear": "longlab.models.idea_layers:LinearAttentionLayer",
+    "pooled": "longlab.models.idea_layers:PooledAttentionLayer",
     "memorizing": "longlab.memory.memorizing:MemorizingAttention",
     # the Focused Transformer issue provides this module
     "focused": "longlab.memory.focused:FocusedAttention",

@@ -46,7 +46,7 @@ class TinyLMConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "context", "d_model", "n_layers", "n_heads", "mlp_ratio", "window",
-                     "memory_size", "memory_topk"):
+                     "memory_size", "memory_topk", "pool_block"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "memory_size" else 1):
                 raise ValueError(f"TinyLMConfig.{name} must be a positive int, got {value!r}")
