@@ -12,7 +12,6 @@ import plotly.graph_objects as go
 from longlab.attention.patterns import Dilated, SlidingWindow
 from viz.complexity import dense_cost_figure
 from viz.pattern_heatmap import make_pattern, pattern_heatmap
-from viz.theme import style
 
 OUT = Path(__file__).resolve().parent / "figures"
 
@@ -46,7 +45,7 @@ def side_by_side(pattern_fig: go.Figure, cost_fig: go.Figure) -> go.Figure:
     for (xd, yd), text in zip(PANELS, heads):
         fig.add_annotation(text=text, x=sum(xd) / 2, y=yd[1] + 0.02, xref="paper", yref="paper",
                            showarrow=False, yanchor="bottom", font=dict(size=13))
-    style(fig, title="longlab: a LongNet dilated pattern, and what dense attention costs as N grows")
+    fig.update_layout(title="longlab: a LongNet dilated pattern, and what dense attention costs as N grows")
     fig.update_xaxes(showgrid=False, selector=dict(anchor="y"))
     fig.update_yaxes(showgrid=False, selector=dict(anchor="x"))
     fig.add_shape(type="rect", xref="x domain", yref="y domain", x0=0, x1=1, y0=0, y1=1, layer="below",

@@ -1,24 +1,31 @@
-"""viz.theme: the small, stable styling API other viz modules rely on."""
+"""viz.theme: the small, stable styling API other viz modules rely on, and the template registered once."""
 import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
+from plotly.subplots import make_subplots
 
 from viz import theme
 
 
-def test_style_sets_title_axes_and_fonts():
-    fig = theme.style(go.Figure(go.Scatter(y=[1, 2])), title="cost", x=theme.axis_label("N", "tokens"), y="FLOPs")
-    assert fig.layout.title.text == "cost"
-    assert fig.layout.xaxis.title.text == "N (tokens)"
-    assert fig.layout.yaxis.title.text == "FLOPs"
-    assert fig.layout.font.family == theme.FONT_FAMILY
-    assert fig.layout.showlegend is True
+def test_template_is_registered_once_and_is_the_default():
+    assert theme.TEMPLATE in pio.templates and pio.templates.default == theme.TEMPLATE
+    template = pio.templates[theme.TEMPLATE]
+    assert template.layout.font.family == theme.FONT_FAMILY
+    assert template.layout.plot_bgcolor == theme.COLORS["background"]
+    assert template.layout.xaxis.gridcolor == theme.COLORS["grid"]
 
 
-def test_apply_theme_returns_same_figure_and_keeps_data():
-    fig = go.Figure(go.Bar(y=[3, 1]))
-    assert theme.apply_theme(fig) is fig
-    assert list(fig.data[0].y) == [3, 1]
-    assert fig.layout.plot_bgcolor == theme.COLORS["background"]
+def test_every_new_figure_carries_the_theme():
+    for fig in (go.Figure(go.Scatter(y=[1, 2])), make_subplots(rows=1, cols=2), go.FigureWidget()):
+        assert fig.layout.template.layout.font.family == theme.FONT_FAMILY
+        assert fig.layout.template.layout.title.xanchor == "left"
+
+
+def test_viz_figures_do_not_style_themselves():
+    from viz.complexity import dense_cost_figure
+    fig = dense_cost_figure([1024, 4096])
+    assert fig.layout.font.family is None and fig.layout.paper_bgcolor is None  # all from the template
+    assert fig.layout.template.layout.font.family == theme.FONT_FAMILY
 
 
 def test_palettes():
@@ -29,6 +36,8 @@ def test_palettes():
         assert theme.method_color(name) == theme.METHOD_COLORS[name]
         assert theme.method_color(name.upper()) == theme.METHOD_COLORS[name]
     assert theme.method_color("no-such-method") == theme.COLORS["muted"]
+    assert theme.series_color("dilated w0=4", 3) == theme.METHOD_COLORS["dilated"]
+    assert theme.series_color("my pattern", 2) == theme.branch_color(2)
 
 
 @pytest.mark.parametrize("unit, want", [(None, "memory"), ("GiB", "memory (GiB)")])

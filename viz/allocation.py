@@ -13,13 +13,8 @@ import plotly.graph_objects as go
 
 from longlab.analysis.allocation import fit_decay, keys_vs_distance, log_binned
 from longlab.attention.patterns import Dense, Dilated, Pattern, SlidingWindow
-from viz.theme import COLORS, axis_label, branch_color, method_color, style
+from viz.theme import COLORS, axis_label, series_color
 from viz.widgets import explorer
-
-
-def _color(name: str, i: int) -> str:
-    color = method_color(name.split()[0])
-    return color if color != COLORS["muted"] else branch_color(i)
 
 
 def structural_figure(patterns: dict[str, Pattern], heads: int, n: int, fit: str | None = None,
@@ -33,7 +28,7 @@ def structural_figure(patterns: dict[str, Pattern], heads: int, n: int, fit: str
         d, counts = keys_vs_distance(pattern, heads, n, union=union)
         centres, means = log_binned(d, counts)
         fig.add_trace(go.Scatter(x=centres, y=means, name=name, mode="lines+markers",
-                                 line=dict(color=_color(name, i), width=2),
+                                 line=dict(color=series_color(name, i), width=2),
                                  hovertemplate="d ~ %{x:.0f}: %{y:.3g} keys<extra>" + name + "</extra>"))
         if name == fit:
             for kind, dash in (("exponential", "dash"), ("power", "dot")):
@@ -41,9 +36,10 @@ def structural_figure(patterns: dict[str, Pattern], heads: int, n: int, fit: str
                 grid = np.geomspace(1, centres.max(), 60)
                 fig.add_trace(go.Scatter(x=grid, y=f.predict(grid), name=f.describe(), mode="lines",
                                          line=dict(color=COLORS["accent"], dash=dash, width=1.5)))
-    style(fig, title=f"Keys a query can see at each distance (N = {n}, {heads} heads, "
-                     f"{'distinct keys' if union else 'counted once per branch'})",
-          x=axis_label("distance |i - j|", "tokens"), y=axis_label("keys at that distance", "per query"))
+    fig.update_layout(title=f"Keys a query can see at each distance (N = {n}, {heads} heads, "
+                            f"{'distinct keys' if union else 'counted once per branch'})",
+                      xaxis_title=axis_label("distance |i - j|", "tokens"),
+                      yaxis_title=axis_label("keys at that distance", "keys per query"))
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_layout(width=900, height=480)
@@ -56,9 +52,9 @@ def effective_figure(results: dict, title: str = "Attention weight vs distance (
     for i, (name, res) in enumerate(results.items()):
         centres, means = log_binned(res.distance, res.weight)
         fig.add_trace(go.Scatter(x=centres, y=means, name=f"{name} (self: {res.weight[0]:.3g})",
-                                 mode="lines+markers", line=dict(color=_color(name, i), width=2)))
-    style(fig, title=title, x=axis_label("distance |i - j|", "tokens"),
-          y=axis_label("attention weight at that distance", "per query, per token of distance"))
+                                 mode="lines+markers", line=dict(color=series_color(name, i), width=2)))
+    fig.update_layout(title=title, xaxis_title=axis_label("distance |i - j|", "tokens"),
+                      yaxis_title=axis_label("attention weight at that distance", "per query, per token of distance"))
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_layout(width=900, height=460)
@@ -71,9 +67,10 @@ def path_length_figure(table: dict[str, list[tuple[int, float]]]) -> go.Figure:
     for i, (name, points) in enumerate(table.items()):
         pts = [(n, layers) for n, layers in points if np.isfinite(layers)]
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=name, mode="lines+markers",
-                                 line=dict(color=_color(name, i), width=2)))
-    style(fig, title="Token-dependency path length: layers until every token can reach every other",
-          x=axis_label("sequence length N", "tokens"), y=axis_label("path length", "layers"))
+                                 line=dict(color=series_color(name, i), width=2)))
+    fig.update_layout(title="Token-dependency path length: layers until every token can reach every other",
+                      xaxis_title=axis_label("sequence length N", "tokens"),
+                      yaxis_title=axis_label("path length", "layers"))
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
     fig.update_layout(width=850, height=450)

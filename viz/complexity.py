@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from longlab.analysis.dense_cost import dense_cost_table, format_bytes, format_count
 from longlab.attention.patterns import Pattern
 from longlab.table import format_table
-from viz.theme import COLORS, axis_label, branch_color, method_color, style
+from viz.theme import COLORS, axis_label, branch_color, method_color
 
 MEMORY_CURVES = (  # key in dense_cost rows, legend label, colour
     ("score_bytes", "N x N score matrix (naive kernel)", method_color("dense")),
@@ -56,8 +56,8 @@ def dense_cost_figure(ns: Sequence[int], head_dim: int = 128, heads: int = 32, d
             line=dict(color=COLORS["accent"], dash="dash"), text=[memory_line_label, ""],
             textposition="top right", textfont=dict(color=COLORS["accent"]), legendgroup="bytes",
             hovertemplate=format_bytes(memory_line) + "<extra>" + memory_line_label + "</extra>"), row=1, col=2)
-    style(fig, title=f"What dense attention costs: one layer, {heads} heads x {head_dim}, "
-                     f"{8 * dtype_bytes}-bit, batch 1")
+    fig.update_layout(title=f"What dense attention costs: one layer, {heads} heads x {head_dim}, "
+                            f"{8 * dtype_bytes}-bit, batch 1")
     fig.update_xaxes(type="log", title_text=axis_label("sequence length N", "tokens"))
     fig.update_yaxes(type="log", exponentformat="power")
     top = max(max(r["score_bytes"] for r in rows), memory_line or 0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -20,41 +19,26 @@ from longlab.analysis.complexity import flops_vs_n, masked_costs
 from longlab.attention.dilated_layout import branch_blocks
 from longlab.attention.patterns import Dilated, Pattern
 from longlab.table import format_table
-from viz.pattern_heatmap import combo_color, pattern_heatmap, pattern_label
-from viz.theme import COLORS, axis_label, branch_color, method_color, style
+from viz.branch_colors import BranchSets, branch_codes
+from viz.pattern_heatmap import pattern_heatmap, pattern_label
+from viz.theme import COLORS, axis_label, branch_color, method_color, series_color
 from viz.widgets import explorer
-
-
-def _branch_codes(pattern: Pattern, heads: int, n: int) -> np.ndarray:
-    """int (H, N, N): bitmask of the branches through which each head's query i sees key j."""
-    masks = pattern.branch_masks(heads, n).numpy().astype(np.int64)
-    weights = 1 << np.arange(masks.shape[0], dtype=np.int64)
-    return np.tensordot(weights, masks, axes=1)
 
 
 def head_grid(pattern: Pattern, n: int, heads: int, columns: int = 4) -> go.Figure:
     """One small query x key heatmap per head; colour = set of branches (same colours as pattern_heatmap)."""
-    codes = _branch_codes(pattern, heads, n)
-    present = sorted(int(c) for c in np.unique(codes) if c)
-    names = pattern.branch_names()
-    combos = {c: tuple(b for b in range(len(names)) if c >> b & 1) for c in present}
-    k = max(len(present), 1)
-    scale = []
-    for i, c in enumerate(present or [0]):
-        color = combo_color(combos[c]) if c else COLORS["empty"]
-        scale += [[i / k, color], [(i + 1) / k, color]]
+    codes = branch_codes(pattern.branch_masks(heads, n).numpy())  # (H, N, N)
+    sets = BranchSets.of(codes, pattern.branch_names())
     rows = math.ceil(heads / columns)
     fig = make_subplots(rows=rows, cols=min(columns, heads), subplot_titles=[f"head {h}" for h in range(heads)],
                         horizontal_spacing=0.03, vertical_spacing=0.08)
     for h in range(heads):
-        z = np.full((n, n), np.nan)
-        for i, c in enumerate(present):
-            z[codes[h] == c] = i
-        fig.add_trace(go.Heatmap(z=z, zmin=-0.5, zmax=k - 0.5, colorscale=scale, showscale=False,
+        fig.add_trace(go.Heatmap(z=sets.category_z(codes[h]), **sets.heatmap_range(), colorscale=sets.colorscale(),
+                                 showscale=False,
                                  hovertemplate=f"head {h}: query %{{y}}, key %{{x}}<extra></extra>"),
                       row=h // columns + 1, col=h % columns + 1)
-    style(fig, title=f"All heads: {pattern_label(pattern)}, N = {n}<br><sup>each head keeps different rows "
-                     f"(its offset); together the heads cover every position</sup>", legend=False)
+    fig.update_layout(title=f"All heads: {pattern_label(pattern)}, N = {n}<br><sup>each head keeps different "
+                            f"rows (its offset); together the heads cover every position</sup>", showlegend=False)
     fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False)
     fig.update_xaxes(showticklabels=False, showgrid=False)
     fig.update_layout(plot_bgcolor=COLORS["empty"], height=230 * rows + 110, width=900, margin=dict(t=110))
@@ -76,9 +60,9 @@ def query_keys(pattern: Pattern, n: int, heads: int, head: int, query: int) -> g
     fig.add_trace(go.Scatter(x=sorted(union), y=["union"] * len(union), mode="markers", name="union",
                              marker=dict(color=COLORS["ink"], size=9, symbol="square")))
     fig.add_vline(x=query, line=dict(color=COLORS["accent"], dash="dash"), annotation_text=f"query {query}")
-    style(fig, title=f"Keys seen by query {query} (head {head}): {len(union)} distinct, "
-                     f"{sum(len(v) for v in keys.values())} counted over branches",
-          x=axis_label("key position j", "token"), y="branch")
+    fig.update_layout(title=f"Keys seen by query {query} (head {head}): {len(union)} distinct, "
+                            f"{sum(len(v) for v in keys.values())} counted over branches",
+                      xaxis_title=axis_label("key position j", "token"), yaxis_title="branch (w, r)")
     fig.update_xaxes(range=[-0.5, n - 0.5])
     fig.update_layout(height=180 + 40 * len(keys), width=900)
     return fig
@@ -89,10 +73,11 @@ def flops_figure(patterns: dict[str, Pattern], sizes, head_dim: int = 64, heads:
     table = flops_vs_n(patterns, sizes, head_dim, heads)
     fig = go.Figure()
     for i, (name, flops) in enumerate(table.items()):
-        color = method_color(name.split()[0]) if method_color(name.split()[0]) != COLORS["muted"] else branch_color(i)
-        fig.add_trace(go.Scatter(x=list(sizes), y=flops, name=name, mode="lines+markers", line=dict(color=color)))
-    style(fig, title=f"Attention FLOPs per layer ({heads} heads, d = {head_dim})",
-          x=axis_label("sequence length N", "tokens"), y=axis_label("FLOPs", "QK^T + PV"))
+        fig.add_trace(go.Scatter(x=list(sizes), y=flops, name=name, mode="lines+markers",
+                                 line=dict(color=series_color(name, i))))
+    fig.update_layout(title=f"Attention FLOPs per layer ({heads} heads, d = {head_dim})",
+                      xaxis_title=axis_label("sequence length N", "tokens"),
+                      yaxis_title=axis_label("attention work, QK^T + PV", "FLOP"))
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_layout(width=800, height=450)
@@ -134,7 +119,7 @@ def masking_vs_gathering(pattern: Dilated, n: int, heads: int, head: int = 0, bl
     fig.update_yaxes(type="log", title_text="FLOPs", row=1, col=3)
     fig.update_yaxes(autorange="reversed", row=1, col=1, title_text=axis_label("query", "token"))
     fig.update_xaxes(title_text=axis_label("key", "token"), row=1, col=1)
-    style(fig, title=f"Masking vs gathering: {pattern_label(pattern)}, N = {n}, head {head}")
+    fig.update_layout(title=f"Masking vs gathering: {pattern_label(pattern)}, N = {n}, head {head}")
     fig.update_layout(width=1100, height=430)
     return fig
 
@@ -149,7 +134,7 @@ def runtime_figure(rows: list[dict], title: str = "Measured runtime") -> go.Figu
                marker_color=method_color("dilated"), text=[f"{float(r['speedup']):.1f}x" for r in rows],
                textposition="outside"),
     ])
-    style(fig, title=title, x="case", y=axis_label("time", "s"))
+    fig.update_layout(title=title, xaxis_title="case (N in tokens, mask, pass)", yaxis_title=axis_label("time", "s"))
     fig.update_yaxes(type="log")
     fig.update_layout(barmode="group", width=900, height=420)
     return fig

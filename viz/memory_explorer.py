@@ -6,12 +6,14 @@ and `MemorySweep`, and the rows of `longlab.memory.faiss_backend.compare_search`
 """
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
 from longlab.tasks import decode
-from viz.theme import COLORS, axis_label, branch_color, method_color, style
+from viz.theme import COLORS, axis_label, branch_color, method_color
 from viz.widgets import explorer
 
 
@@ -47,7 +49,7 @@ def retrieval_figure(ret, query: int) -> go.Figure:
     empty = "" if (got["positions"] >= 0).any() else " (memory still empty: first window)"
     title = f"query byte {query}: …{_snippet(ret.tokens, query + 1, 40, 0)}▮{empty}"
     fig.update_layout(barmode="group", height=560)
-    return style(fig, title=title)
+    return fig.update_layout(title=title)
 
 
 def retrieval_explorer(ret, query: int | None = None, flag: bool | None = None):
@@ -64,12 +66,13 @@ def retrieval_explorer(ret, query: int | None = None, flag: bool | None = None):
 def gates_figure(gates: torch.Tensor) -> go.Figure:
     """Per-head gate g = sigmoid(b): share of the memory attention in the head's output."""
     gates = gates.detach().float().cpu()
-    fig = go.Figure(go.Bar(x=[f"head {h}" for h in range(gates.numel())], y=gates.tolist(),
+    values = [g if math.isfinite(g) else None for g in gates.tolist()]  # NaN = a layer without a gate
+    fig = go.Figure(go.Bar(x=[f"head {h}" for h in range(gates.numel())], y=values,
                            marker_color=[branch_color(h) for h in range(gates.numel())],
-                           text=[f"{g:.2f}" for g in gates.tolist()], textposition="outside"))
+                           text=["no gate" if g is None else f"{g:.2f}" for g in values], textposition="outside"))
     fig.update_yaxes(range=[0, 1])
-    return style(fig, title="memory gate per head: out = g·memory + (1 − g)·local", x="head",
-                 y=axis_label("gate g = sigmoid(b)", "fraction"), legend=False)
+    return fig.update_layout(title="memory gate per head: out = g·memory + (1 − g)·local", xaxis_title="head",
+                             yaxis_title=axis_label("gate g = sigmoid(b)", "fraction"), showlegend=False)
 
 
 def loss_vs_memory_figure(curve, skip: int = 0) -> go.Figure:
@@ -80,8 +83,9 @@ def loss_vs_memory_figure(curve, skip: int = 0) -> go.Figure:
     fig = go.Figure(go.Scatter(x=labels, y=losses, mode="lines+markers+text", text=[f"{l:.4f}" for l in losses],
                                textposition="top center", line=dict(color=method_color("memorizing"), width=3),
                                marker=dict(size=9)))
-    return style(fig, title=f"loss vs kNN memory size ({curve.token_losses.shape[1]:,} bytes)",
-                 x=axis_label("memory size", "tokens per head"), y=axis_label("loss", "nats/byte"), legend=False)
+    return fig.update_layout(title=f"loss vs kNN memory size ({curve.token_losses.shape[1]:,} bytes)",
+                             xaxis_title=axis_label("memory size", "tokens per head"),
+                             yaxis_title=axis_label("loss", "nats/byte"), showlegend=False)
 
 
 def memory_helped_figure(curve, size_index: int = -1, smooth: int = 64) -> go.Figure:
@@ -104,8 +108,9 @@ def memory_helped_figure(curve, size_index: int = -1, smooth: int = 64) -> go.Fi
     fig.add_hline(y=0, line=dict(color=COLORS["ink"], width=1))
     spread = float(smoothed.abs().max()) * 4 + 1e-3
     fig.update_yaxes(range=[-spread, spread])
-    return style(fig, title=f"where memory helped: loss(no memory) − loss(memory {size:,})",
-                 x=axis_label("position in document", "bytes"), y=axis_label("loss difference", "nats"))
+    return fig.update_layout(title=f"where memory helped: loss(no memory) − loss(memory {size:,})",
+                             xaxis_title=axis_label("position in document", "bytes"),
+                             yaxis_title=axis_label("loss difference", "nats/byte"))
 
 
 def recall_figure(rows: list[dict]) -> go.Figure:
@@ -118,7 +123,7 @@ def recall_figure(rows: list[dict]) -> go.Figure:
     fig.add_trace(go.Bar(x=names, y=[r["search_s"] * 1e3 for r in rows], marker_color=COLORS["muted"]), row=1, col=2)
     fig.update_yaxes(range=[0, 1.1], title_text=axis_label("recall@k", "fraction"), row=1, col=1)
     fig.update_yaxes(title_text=axis_label("search time", "ms"), row=1, col=2)
-    return style(fig, title="exact vs approximate kNN search", legend=False)
+    return fig.update_layout(title="exact vs approximate kNN search", showlegend=False)
 
 
 def loss_vs_memory_sweep_figure(sweep, title: str | None = None) -> go.Figure:
@@ -133,4 +138,5 @@ def loss_vs_memory_sweep_figure(sweep, title: str | None = None) -> go.Figure:
                              text=[f"{l:.4f}" for l in mean], textposition="top center",
                              line=dict(color=method_color("memorizing"), width=4), marker=dict(size=10)))
     title = title or f"loss vs kNN memory size ({len(sweep.names)} documents, {sum(sweep.bytes_per_doc):,} bytes)"
-    return style(fig, title=title, x=axis_label("memory size", "tokens per head"), y=axis_label("loss", "nats/byte"))
+    return fig.update_layout(title=title, xaxis_title=axis_label("memory size", "tokens per head"),
+                             yaxis_title=axis_label("loss", "nats/byte"))

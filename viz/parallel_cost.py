@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 from longlab.parallel import cost
 from longlab.parallel.compare import method_options, simulated_bytes
 from longlab.parallel.ring import causal_pairs_per_rank
-from viz.theme import COLORS, axis_label, method_color, style
+from viz.theme import COLORS, axis_label, method_color
 
 METHODS = ("ulysses", "megatron", "ring", "longnet")
 
@@ -36,7 +36,7 @@ def volume_figure(seq_len=512, world=4, heads=8, head_dim=16, worlds=(2, 4, 8), 
                                          legendgroup=method, showlegend=col == 1,
                                          marker=dict(color=color, size=9, symbol="circle-open", line=dict(width=2))),
                               row=1, col=col)
-    style(fig, title=f"Bytes each rank sends per layer (forward), H={heads}, D={head_dim}, float32")
+    fig.update_layout(title=f"Bytes each rank sends per layer (forward), H={heads}, D={head_dim}, float32")
     fig.update_xaxes(type="log", dtick=0.30103)
     fig.update_yaxes(type="log", title_text=axis_label("bytes sent per rank", "B"), row=1, col=1)
     fig.update_xaxes(title_text=axis_label("ranks P"), row=1, col=1)
@@ -54,8 +54,8 @@ def causal_work_figure(seq_len=1024, world=4) -> go.Figure:
                              marker_color=method_color(name)))
     ideal = seq_len * (seq_len + 1) / 2 / world
     fig.add_hline(y=ideal, line_dash="dot", line_color=COLORS["muted"], annotation_text="perfect balance")
-    style(fig, title=f"Causal work per rank (N = {seq_len}, P = {world})", x="rank",
-          y=axis_label("query-key pairs scored", "pairs"))
+    fig.update_layout(title=f"Causal work per rank (N = {seq_len}, P = {world})", xaxis_title="rank",
+                      yaxis_title=axis_label("query-key pairs scored", "pairs"))
     fig.update_layout(barmode="group")
     return fig
 
@@ -71,7 +71,7 @@ def measured_figure(rows) -> go.Figure:
         fig.add_trace(go.Scatter(x=[f"{method} r{r['rank']}" for r in mine], y=[r["model_comm_s"] for r in mine],
                                  mode="markers", name=f"{method} model (comm only)",
                                  marker=dict(symbol="diamond", size=10, color=COLORS["ink"])))
-    style(fig, title="Real gloo run: measured time per rank vs the alpha-beta communication model",
-          x="method, rank", y=axis_label("time", "s"))
+    fig.update_layout(title="Real gloo run: measured time per rank vs the alpha-beta communication model",
+                      xaxis_title="method, rank", yaxis_title=axis_label("time", "s"))
     fig.update_yaxes(type="log")
     return fig

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from longlab.parallel import simulate
 from longlab.parallel.compare import method_options, random_qkv
 from longlab.parallel.holdings import holdings
-from viz.theme import COLORS, method_color, style
+from viz.theme import COLORS, method_color
 from viz.widgets import explorer
 
 _LEVELS = ["nothing", "own shard", "received earlier", "arrived this step"]
@@ -57,7 +57,7 @@ def step_figure(trace, stages, method: str, step: int) -> go.Figure:
             lines.append(f"... and {len(stage.events) - 6} more transfers")
         fig.add_annotation(text="<br>".join(lines), xref="paper", yref="paper", x=0, y=-0.32, showarrow=False,
                            align="left", xanchor="left", yanchor="top", font=dict(size=11, color=COLORS["muted"]))
-    style(fig, title=title, x="sequence chunk (positions split into equal chunks)", y="rank")
+    fig.update_layout(title=title, xaxis_title="sequence chunk (positions split into equal chunks)", yaxis_title="rank")
     fig.update_layout(height=220 + 55 * world, margin=dict(b=90 + 16 * min(len(stage.events), 7)))
     return fig
 
@@ -70,7 +70,7 @@ def trace_figure(method="ring", world=4, seq_len=64, heads=4, causal=False, step
     except ValueError as err:
         fig = go.Figure()
         fig.add_annotation(text=str(err), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        return style(fig, title=f"{method} cannot run here")
+        return fig.update_layout(title=f"{method} cannot run here")
     return step_figure(trace, stages, method, step)
 
 

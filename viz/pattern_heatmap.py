@@ -14,22 +14,11 @@ import numpy as np
 import plotly.graph_objects as go
 
 from longlab.attention.patterns import Dense, Dilated, Pattern, SlidingWindow
-from viz.theme import COLORS, axis_label, branch_color, style
+from viz.branch_colors import BranchSets, branch_codes
+from viz.theme import COLORS, axis_label
 from viz.widgets import explorer
 
 KINDS = ("dense", "sliding", "dilated")
-
-
-def _rgb(hex_color: str) -> np.ndarray:
-    h = hex_color.lstrip("#")
-    return np.array([int(h[i:i + 2], 16) for i in (0, 2, 4)], dtype=float)
-
-
-def combo_color(branches: tuple[int, ...]) -> str:
-    """Blend of the branches' colours, darkened by 18% per branch beyond the first."""
-    mix = np.mean([_rgb(branch_color(b)) for b in branches], axis=0)
-    mix *= 0.82 ** (len(branches) - 1)
-    return "#" + "".join(f"{int(round(c)):02x}" for c in mix)
 
 
 def pattern_label(pattern: Pattern) -> str:
@@ -59,31 +48,18 @@ def pattern_heatmap(pattern: Pattern, n: int, heads: int = 1, head: int = 0, tit
     """
     _check(pattern, n, heads, head)
     masks = pattern.branch_masks(heads, n)[:, head].numpy()  # (branches, N, N) bool
-    names = pattern.branch_names()
-    weights = 1 << np.arange(masks.shape[0], dtype=np.int64)
-    code = np.tensordot(weights, masks.astype(np.int64), axes=1)  # bitmask of branches per cell
+    code = branch_codes(masks)  # (N, N) bitmask of the branches showing each cell
     multiplicity = masks.sum(axis=0)
-    codes = sorted(int(c) for c in np.unique(code) if c)
-    combos = [tuple(b for b in range(len(names)) if c >> b & 1) for c in codes]
-    z = np.full((n, n), np.nan)
-    for k, c in enumerate(codes):
-        z[code == c] = k
-    labels = [" + ".join(names[b] for b in combo) + (f" (x{len(combo)})" if len(combo) > 1 else "")
-              for combo in combos]
-    cell_branches = np.array([""] + labels, dtype=object)[np.nan_to_num(z, nan=-1).astype(int) + 1]
+    sets = BranchSets.of(code, pattern.branch_names())
     counts = np.where(multiplicity > 1, multiplicity.astype(str), "") if n <= count_limit else None
-
-    k = max(len(codes), 1)
-    colors = [combo_color(combo) for combo in combos] or [COLORS["empty"]]
-    scale = []
-    for i, color in enumerate(colors):
-        scale += [[i / k, color], [(i + 1) / k, color]]
+    k = max(len(sets.codes), 1)
     heat = go.Heatmap(
-        z=z, zmin=-0.5, zmax=k - 0.5, colorscale=scale, xgap=1 if n <= 64 else 0, ygap=1 if n <= 64 else 0,
-        customdata=np.dstack([multiplicity, cell_branches]),
+        z=sets.category_z(code), **sets.heatmap_range(), colorscale=sets.colorscale(),
+        xgap=1 if n <= 64 else 0, ygap=1 if n <= 64 else 0,
+        customdata=np.dstack([multiplicity, sets.cell_labels(code)]),
         hovertemplate="query %{y}, key %{x}<br>seen x%{customdata[0]}: %{customdata[1]}<extra></extra>",
-        colorbar=dict(title=dict(text="seen through"), tickvals=list(range(len(labels))), ticktext=labels,
-                      thickness=14, len=min(1.0, 0.12 * k + 0.2)),
+        colorbar=dict(title=dict(text="seen through"), tickvals=list(range(len(sets.labels))),
+                      ticktext=list(sets.labels), thickness=14, len=min(1.0, 0.12 * k + 0.2)),
         text=counts, texttemplate="%{text}" if counts is not None else None, textfont=dict(size=9, color="white"),
     )
     fig = go.Figure(heat)
@@ -92,10 +68,11 @@ def pattern_heatmap(pattern: Pattern, n: int, heads: int = 1, head: int = 0, tit
         title = (f"{pattern_label(pattern)}<br><sup>head {head} of {heads}, N = {n}: "
                  f"{seen} of {n * n} query-key pairs seen ({100 * seen / (n * n):.0f}%), "
                  f"{int(multiplicity.sum())} scored</sup>")
-    style(fig, title=title, x=axis_label("key position j", "token"), y=axis_label("query position i", "token"),
-          legend=False)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False)
-    fig.update_xaxes(constrain="domain", showgrid=False, side="bottom")
+    fig.update_layout(title=title, showlegend=False)
+    fig.update_yaxes(title_text=axis_label("query position i", "token"), autorange="reversed", scaleanchor="x",
+                     constrain="domain", showgrid=False)
+    fig.update_xaxes(title_text=axis_label("key position j", "token"), constrain="domain", showgrid=False,
+                     side="bottom")
     fig.update_layout(plot_bgcolor=COLORS["empty"], width=760, height=540, margin=dict(t=90))
     return fig
 

@@ -1,17 +1,21 @@
-"""One look for every longlab figure: colours, fonts, axis labels.
+"""One look for every longlab figure: colours, fonts, axes, registered once as the plotly template "longlab".
+
+Importing any viz module imports this one, which registers the template and makes it plotly's default, so
+every figure built afterwards (go.Figure, make_subplots, FigureWidget) carries it; no figure styles itself.
+Figures set only what is theirs: the title text and the axis titles (always with units, see `axis_label`).
 
 Stable, small API (other viz modules import it):
-- `COLORS`: named UI colours (ink, grid, background, accent, muted, good, bad).
+- `COLORS`: named UI colours (ink, grid, background, accent, muted, good, bad, empty).
 - `BRANCH_COLORS`: list of colours for pattern branches (branch i -> BRANCH_COLORS[i % len]).
 - `METHOD_COLORS`: method name -> colour, so a method looks the same in every notebook.
-- `method_color(name)`, `branch_color(i)`: lookups with a fallback instead of a KeyError.
+- `method_color(name)`, `branch_color(i)`, `series_color(name, i)`: lookups with a fallback, never a KeyError.
 - `axis_label(quantity, unit=None)`: "quantity (unit)".
-- `apply_theme(fig)`: fonts, background, grid, margins; returns fig.
-- `style(fig, title=None, x=None, y=None, legend=True)`: apply_theme plus title and axis labels.
+- `TEMPLATE`: the template's name; `longlab_template()` builds it (registered at import).
 """
 from __future__ import annotations
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 COLORS = {
     "ink": "#1f2933",
@@ -43,6 +47,7 @@ METHOD_COLORS = {
 
 FONT_FAMILY = "Inter, 'Helvetica Neue', Arial, sans-serif"
 FONT_SIZE = 13
+TEMPLATE = "longlab"
 
 
 def branch_color(i: int) -> str:
@@ -55,37 +60,37 @@ def method_color(name: str) -> str:
     return METHOD_COLORS.get(str(name).lower(), COLORS["muted"])
 
 
+def series_color(name: str, i: int) -> str:
+    """Colour of a curve named `name`, the i-th of its figure: its method's colour when its first word names
+    a method ("dilated w0=4"), else branch_color(i)."""
+    color = method_color(str(name).split()[0] if str(name).split() else "")
+    return color if color != COLORS["muted"] else branch_color(i)
+
+
 def axis_label(quantity: str, unit: str | None = None) -> str:
     """'quantity (unit)': every axis states its unit."""
     return f"{quantity} ({unit})" if unit else quantity
 
 
-def apply_theme(fig: go.Figure) -> go.Figure:
-    """Set fonts, white background, light grid and compact margins on `fig` (in place); returns it."""
-    fig.update_layout(
+def longlab_template() -> go.layout.Template:
+    """plotly's default template with longlab's fonts, white background, light grid, left title and margins
+    that leave room for titles (automargin grows them when tick labels need more)."""
+    template = go.layout.Template(pio.templates["plotly"])
+    axis = dict(showgrid=True, gridcolor=COLORS["grid"], zeroline=False, linecolor=COLORS["muted"],
+                ticks="outside", tickcolor=COLORS["muted"], automargin=True)
+    template.layout.update(
         font=dict(family=FONT_FAMILY, size=FONT_SIZE, color=COLORS["ink"]),
         paper_bgcolor=COLORS["background"],
         plot_bgcolor=COLORS["background"],
-        margin=dict(l=60, r=20, t=60, b=55),
+        margin=dict(l=60, r=20, t=70, b=55),
+        title=dict(x=0.02, xanchor="left"),
         hoverlabel=dict(font_family=FONT_FAMILY),
         legend=dict(bgcolor="rgba(255,255,255,0.8)"),
+        xaxis=axis,
+        yaxis=axis,
     )
-    axis = dict(showgrid=True, gridcolor=COLORS["grid"], zeroline=False, linecolor=COLORS["muted"],
-                ticks="outside", tickcolor=COLORS["muted"])
-    fig.update_xaxes(**axis)
-    fig.update_yaxes(**axis)
-    return fig
+    return template
 
 
-def style(fig: go.Figure, title: str | None = None, x: str | None = None, y: str | None = None,
-          legend: bool = True) -> go.Figure:
-    """apply_theme(fig), then title, x/y axis titles and legend visibility; returns fig."""
-    apply_theme(fig)
-    if title is not None:
-        fig.update_layout(title=dict(text=title, x=0.02, xanchor="left"))
-    if x is not None:
-        fig.update_xaxes(title_text=x)
-    if y is not None:
-        fig.update_yaxes(title_text=y)
-    fig.update_layout(showlegend=legend)
-    return fig
+pio.templates[TEMPLATE] = longlab_template()
+pio.templates.default = TEMPLATE
