@@ -7,9 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS ?= dev,faiss,browser,export
 PYTEST_ARGS ?= -n 2
-LAB_PORT ?= 8888
-# Jupyter refuses to start as root unless told; containers often run as root.
-ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_PORT ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.longlab-installed
@@ -25,12 +23,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+# `longlab lab` prints the tour's link once the server answers, on 8888 or the next free port; LAB_PORT forces one.
 lab: setup
-	@token=$$($(BIN)/python -c "import secrets; print(secrets.token_hex(24))"); \
-	echo ""; echo "longlab tour: http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/00_tour.ipynb?token=$$token"; echo ""; \
-	JUPYTER_TOKEN=$$token exec $(BIN)/jupyter lab notebooks/00_tour.ipynb --ServerApp.ip=127.0.0.1 \
-		--ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 --LabApp.news_url=None \
-		--ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT)
+	@$(BIN)/longlab lab $(if $(LAB_PORT),--port $(LAB_PORT),)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
