@@ -12,7 +12,7 @@ LAB_PORT ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.longlab-installed
 
-.PHONY: setup lab test test-fast bench figures clean
+.PHONY: setup lab test test-fast bench figures site clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ bench: setup
 
 figures: setup
 	$(BIN)/python data/make_readme_figures.py
+
+# Static HTML site in ./site: every notebook executed headless (larger parameters: viz/site.py SITE_PARAMETERS),
+# plotly figures interactive, an index page. SITE_ARGS="--small --only 00_tour" for a quick one.
+site: setup
+	$(BIN)/python -m viz.site --out site $(SITE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
