@@ -1,0 +1,123 @@
+"""`longlab train-retro`: RETRO-fit the committed TinyLM (frozen) with a chunk database over the standard library,
+then measure the claims: loss with vs without retrieval, loss vs k, gain vs neighbour overlap, leakage.
+
+Needs the database (`longlab retro build`, ~1 min). Windows come from `longlab.tasks.split_source_documents`:
+training windows from the training files, evaluation windows from the held-out files (their first
+--eval-bytes bytes); neighbours from the window's own file are excluded, except in the leakage run.
+Writes the retrieval-block checkpoint, the claims JSON and the evaluation windows with their neighbours
+(so `tests/test_retro_claim.py` re-checks the numbers without the 1 GB database).
+
+    longlab train-retro                      # the recorded run: ~10 min on one thread
+    longlab train-retro --train-windows 32 --steps 20 --eval-bytes 512 --out /tmp/retro   # a smoke run
+"""
+from __future__ import annotations
+
+NAME = "train-retro"
+HELP = "RETRO-fit the frozen TinyLM (CCA + neighbour encoder) and record loss with/without retrieval, k sweep"
+
+
+def register(parser) -> None:
+    parser.add_argument("--db", default=None, help="database folder (default ./data/retro/db_m16)")
+    parser.add_argument("--chunk", type=int, default=16)
+    parser.add_argument("--context", type=int, default=256, help="window length N (multiple of --chunk)")
+    parser.add_argument("--k", type=int, default=2, help="neighbours per chunk in training")
+    parser.add_argument("--train-windows", type=int, default=320, help="training windows searched once")
+    parser.add_argument("--eval-bytes", type=int, default=1024, help="evaluated bytes per held-out file")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seconds", type=float, default=900.0, help="training time limit (a safety stop)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--encoder-layers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="data/retro", help="folder for retro_tiny.safetensors, claims, windows")
+
+
+def _windows(db, encoder, docs, picks, args, k, allow_same_doc, cache):
+    from ..memory.retro_data import RetroWindows, retrieve_windows
+
+    if cache.exists():
+        try:
+            return RetroWindows.load(cache)
+        except ValueError:
+            pass
+    windows = retrieve_windows(db, encoder, docs, picks, args.context, k, allow_same_doc=allow_same_doc)
+    windows.save(cache)
+    return windows
+
+
+def main(args) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from ..io import atomic_write
+    from ..memory.retro_data import window_starts
+    from ..memory.retro_db import RetroDatabase
+    from ..memory.retro_encoder import DEFAULT_CHECKPOINT, ChunkEncoder
+    from ..memory.retro_model import RetroConfig, RetroFitted
+    from ..memory.retro_train import binned_gain, chunk_gains, per_token_loss, save_retro, train_retro
+    from ..models.train import load_checkpoint
+    from ..tasks.source_corpus import split_source_documents
+    from .retro import default_folder
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    folder = Path(args.db or default_folder(args.chunk))
+    out = Path(args.out)
+    encoder = ChunkEncoder.from_checkpoint()
+    db = RetroDatabase.load(folder, identity=encoder.identity, progress=True)
+    print(db)
+    train_docs, val_docs = split_source_documents()
+    kmax = max(4, args.k)
+    tag = f"N{args.context}_s{args.seed}"
+    train_picks = window_starts([len(d.tokens()) for d in train_docs], args.train_windows, args.context, args.seed)
+    eval_picks = window_starts([len(d.tokens()) for d in val_docs], None, args.context, max_bytes=args.eval_bytes)
+    train_w = _windows(db, encoder, train_docs, train_picks, args, args.k, False,
+                       folder / f"train_{args.train_windows}_{tag}.safetensors")
+    eval_w = _windows(db, encoder, val_docs, eval_picks, args, kmax, False,
+                      folder / f"eval_{args.eval_bytes}_{tag}.safetensors")
+    leak_w = _windows(db, encoder, val_docs, eval_picks, args, args.k, True,
+                      folder / f"leak_{args.eval_bytes}_{tag}.safetensors")
+    retrieval_s = time.perf_counter() - start
+    decoder, _ = load_checkpoint(DEFAULT_CHECKPOINT)
+    torch.manual_seed(args.seed)
+    model = RetroFitted(decoder, RetroConfig(chunk_size=args.chunk, neighbours=args.k,
+                                             encoder_layers=args.encoder_layers))
+    print(model)
+    trained = train_retro(model, train_w, args.steps, args.batch, args.lr, seed=args.seed, time_limit_s=args.seconds)
+    losses = {k: per_token_loss(model, eval_w, k) for k in sorted({0, 1, 2, 4, args.k})}
+    leak = per_token_loss(model, leak_w, args.k)
+    gains = chunk_gains(eval_w, losses[0], losses[args.k], args.k, args.chunk)
+    mean = {str(k): v.mean().item() for k, v in losses.items()}
+    claims = {
+        "command": "longlab train-retro " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                                                      if k in ("train_windows", "steps", "seconds", "seed")),
+        "database": {"entries": len(db), "documents": len(db.documents), "chunk_size": db.chunk_size,
+                     "encoder": db.identity},
+        "model": repr(model), "trainable_parameters": sum(p.numel() for p in model.trainable_parameters()),
+        "train": {**trained, "windows": len(train_w), "k": args.k, "batch": args.batch, "lr": args.lr,
+                  "threads": args.threads, "seed": args.seed},
+        "eval": {"files": [d.name for d in val_docs], "bytes_per_file": args.eval_bytes, "windows": len(eval_w),
+                 "tokens": losses[0].numel(), "rule": "held-out files of split_source_documents, consecutive "
+                 "windows over their first eval_bytes bytes; neighbours from the window's own file excluded"},
+        "loss_without_retrieval": mean["0"], "loss_with_retrieval": mean[str(args.k)],
+        "loss_by_k": mean,
+        "leakage": {"loss_same_doc_allowed": leak.mean().item(), "loss_same_doc_excluded": mean[str(args.k)],
+                    "neighbours_from_own_file": (leak_w.nb_doc_ids == leak_w.doc_ids[:, None, None]).float()
+                    .mean().item()},
+        "gain_vs_overlap": {"k": args.k, "bins": binned_gain(gains["gain"], gains["overlap"]), **gains},
+        "retrieval_s": round(retrieval_s, 1), "total_s": round(time.perf_counter() - start, 1),
+    }
+    save_retro(model, out / "retro_tiny.safetensors", {"claims": "retro_claims.json", "command": claims["command"]})
+    eval_w.save(out / "eval_windows.safetensors")
+    leak_w.save(out / "leak_windows.safetensors")
+    atomic_write(out / "retro_claims.json", lambda tmp: Path(tmp).write_text(json.dumps(claims, indent=1)))
+    print(f"held-out loss: frozen {mean['0']:.4f}, with retrieval (k={args.k}) {mean[str(args.k)]:.4f} nats/byte; "
+          f"by k {', '.join(f'{k}: {v:.4f}' for k, v in mean.items())}; same-doc allowed {leak.mean().item():.4f}")
+    for row in claims["gain_vs_overlap"]["bins"]:
+        print(f"overlap {row['overlap']:>6} bytes: {row['chunks']:4d} chunks, mean gain {row['mean_gain']:+.4f}, "
+              f"share of gain {row['share_of_gain']:.2f}")
+    return 0

@@ -1,0 +1,106 @@
+"""Text windows with their retrieved neighbours, searched once and kept (searching 2M keys per chunk costs
+~40 ms on a CPU, far more than a training step of the small retrieval block).
+
+A RetroWindows holds P windows of N = L m bytes (+1 target byte) from named documents and, for each of the L
+chunks of each window, the top-K database neighbours: searched with the chunk's own key (RETRO sec. 2.3:
+chunk C_u retrieves with C_u itself, so tokens read only neighbours found with bytes at or before them),
+excluding the window's own document unless `allow_same_doc` (the leakage measurement).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..checks import positive_int
+from ..io import atomic_write
+from .retro_cca import check_chunked
+
+
+@dataclass
+class RetroWindows:
+    """tokens (P, N + 1) int64; doc_ids (P,) database doc ids; starts (P,) byte offsets; neighbours
+    (P, L, K, 2m) uint8; lengths, nb_doc_ids, nb_offsets (P, L, K) int64; scores (P, L, K) float32."""
+
+    tokens: torch.Tensor
+    doc_ids: torch.Tensor
+    starts: torch.Tensor
+    neighbours: torch.Tensor
+    lengths: torch.Tensor
+    nb_doc_ids: torch.Tensor
+    nb_offsets: torch.Tensor
+    scores: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def max_k(self) -> int:
+        return self.neighbours.shape[2]
+
+    def __repr__(self) -> str:
+        p, n_chunks, k, r = self.neighbours.shape
+        return f"RetroWindows({p} windows of {self.tokens.shape[1] - 1} bytes, {n_chunks} chunks x {k} neighbours)"
+
+    def batch(self, index, k: int):
+        """x, y (b, N), neighbours (b, L, k, 2m), lengths (b, L, k) for window rows `index`, first k neighbours."""
+        from .retro_model import check_neighbour_count
+
+        check_neighbour_count(k, self.max_k)
+        t = self.tokens[index]
+        return t[:, :-1], t[:, 1:], self.neighbours[index, :, :k], self.lengths[index, :, :k]
+
+    def save(self, path, meta: dict | None = None) -> Path:
+        tensors = {f.name: getattr(self, f.name).contiguous() for f in fields(self)}
+        info = {"format": "longlab.RetroWindows", "meta": json.dumps(meta or {})}
+        return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=info))
+
+    @classmethod
+    def load(cls, path) -> RetroWindows:
+        try:
+            tensors = load_file(str(path))
+        except Exception as err:  # safetensors raises several types for truncated files
+            raise ValueError(f"{path} is not a readable RetroWindows file (truncated or corrupt?): {err}") from err
+        missing = {f.name for f in fields(cls)} - set(tensors)
+        if missing:
+            raise ValueError(f"{path} lacks tensors {sorted(missing)}; regenerate it")
+        return cls(**{f.name: tensors[f.name] for f in fields(cls)})
+
+
+def window_starts(lengths: list[int], count: int | None, context: int, seed: int = 0, max_bytes: int | None = None):
+    """(document index, start) pairs: `count` seeded random windows (documents weighted by length), or, with
+    count=None, consecutive windows over the first `max_bytes` bytes of every document."""
+    if count is None:
+        return [(d, s) for d, n in enumerate(lengths)
+                for s in range(0, min(n, max_bytes or n) - context, context)]
+    gen = torch.Generator().manual_seed(seed)
+    usable = torch.tensor([max(0, n - context - 1) for n in lengths], dtype=torch.float)
+    docs = torch.multinomial(usable, positive_int("count", count), replacement=True, generator=gen)
+    return [(int(d), int(torch.randint(0, int(usable[d]), (1,), generator=gen))) for d in docs]
+
+
+def retrieve_windows(db, encoder, documents, picks, context: int, k: int, allow_same_doc: bool = False,
+                     batch: int = 64, progress: bool = True) -> RetroWindows:
+    """Cut windows (document index, start) from `documents` (objects with .name and .tokens()) and search the
+    top-k neighbours of every chunk. Document names must be in the database (same-document exclusion)."""
+    m = db.chunk_size
+    n_chunks = check_chunked(context, m, "context")
+    db.check_encoder(encoder.identity)
+    toks = [d.tokens() for d in documents]
+    ids = [db.doc_id(d.name) for d in documents]
+    tokens = torch.stack([toks[d][s : s + context + 1] for d, s in picks])
+    doc_ids = torch.tensor([ids[d] for d, _ in picks])
+    chunks = tokens[:, :context].reshape(-1, m)
+    exclude = None if allow_same_doc else doc_ids.repeat_interleave(n_chunks)
+    parts = []
+    for s in tqdm(range(0, chunks.shape[0], batch), desc="retrieve", unit="batch", disable=not progress):
+        keys = encoder.encode(chunks[s : s + batch])
+        parts.append(db.search(keys, k, None if exclude is None else exclude[s : s + batch]))
+    shape = (len(picks), n_chunks, k)
+    cat = lambda name: torch.cat([getattr(p, name) for p in parts]).reshape(*shape, -1).squeeze(-1)  # noqa: E731
+    return RetroWindows(tokens, doc_ids, torch.tensor([s for _, s in picks]), cat("tokens"), cat("lengths"),
+                        cat("doc_ids"), cat("offsets"), cat("scores").float())
