@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: jupyter,tags,-all
 #     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -135,9 +135,10 @@ causal_work_figure(WORK_N, WORK_P)
 # %% [markdown]
 # ## 5. For real: gloo processes on this machine
 #
-# `launch` runs the very same code on `REAL_WORLD` forked processes (gloo over loopback). It uses the fork
-# start method, which works from a Jupyter kernel because the children only run torch and gloo; if your
-# platform cannot fork (macOS/Windows defaults), pass `start_method="spawn"` (slower start, same result).
+# `launch` runs the very same code on `REAL_WORLD` processes (gloo over loopback). The ranks fork from a
+# clean helper process (a fork server that has imported torch once and never computes), so a launch starts
+# in a fraction of a second; the first one also starts the helper. Forking this kernel itself would be
+# unsafe: after any matrix product it can deadlock a child. `start_method="spawn"` works too (slower start).
 # The model below is the alpha-beta cost of the communication alone, with alpha and beta measured on this
 # machine by `longlab parallel --calibrate` (saved in `data/gloo_alpha_beta.json`). On a CPU the attention
 # compute dominates the measured time; on GPUs with a fast link the balance shifts.

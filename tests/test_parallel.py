@@ -273,12 +273,15 @@ def test_longnet_paper_offsets_and_explicit_offsets():
         torch.testing.assert_close(out, reference_attention(q, k, v, multiplicity=mult)[0], rtol=0, atol=1e-10)
 
 
-def test_launch_rejects_nccl_with_fork():
+def test_launch_rejects_fork_and_nccl_without_gpus():
     from longlab.parallel.launch import launch
 
     q, k, v = (t.detach() for t in make_qkv(8))
-    with pytest.raises(ValueError, match="spawn"):
-        launch("ring", q, k, v, 2, backend="nccl")
+    with pytest.raises(ValueError, match="forkserver"):  # a forked busy parent can deadlock its children
+        launch("ring", q, k, v, 2, start_method="fork")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="nccl"):
+            launch("ring", q, k, v, 2, backend="nccl")
 
 
 def test_ring_without_overlap_is_the_same_computation():

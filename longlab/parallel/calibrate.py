@@ -1,6 +1,6 @@
 """Measure the alpha-beta model of this machine's gloo transport: alpha (s per message) and beta (s/byte).
 
-Two forked ranks exchange buffers of growing size with the same ring step the ring algorithm uses
+Two local ranks exchange buffers of growing size with the same ring step the ring algorithm uses
 (isend + irecv), several steps back to back per sample; the fastest sample per size (the least disturbed
 by other work on a shared machine) feeds a least-squares line t(m) = alpha + m * beta, weighted by 1/t so
 small and large messages count alike. Saved as JSON (default data/gloo_alpha_beta.json) for
@@ -24,13 +24,19 @@ DEFAULT_SIZES = tuple(2**p for p in range(6, 23, 2))  # 64 B .. 4 MiB
 BURST = 5
 
 
-def _step_times(sizes, repeats):
-    def program(group, q, k, v):
+class _RingStepTimer:
+    """Rank program: the fastest of `repeats` bursts of ring steps per buffer size -> (len(sizes),) seconds.
+    A class, not a closure, because ranks are fresh processes that receive it pickled."""
+
+    def __init__(self, sizes, repeats):
+        self.sizes, self.repeats = tuple(sizes), repeats
+
+    def __call__(self, group, q, k, v):
         fastest = []
-        for size in sizes:
+        for size in self.sizes:
             buf = torch.zeros(size // 4, dtype=torch.float32)
             samples = []
-            for _ in range(repeats + 1):  # first one warms up
+            for _ in range(self.repeats + 1):  # first one warms up
                 group.barrier()
                 start = time.perf_counter()
                 for _ in range(BURST):
@@ -38,8 +44,6 @@ def _step_times(sizes, repeats):
                 samples.append((time.perf_counter() - start) / BURST)
             fastest.append(min(samples[1:]))
         return torch.tensor(fastest, dtype=torch.float64)
-
-    return program
 
 
 def fit_alpha_beta(sizes, times) -> AlphaBeta:
@@ -55,7 +59,7 @@ def fit_alpha_beta(sizes, times) -> AlphaBeta:
 def calibrate(sizes=DEFAULT_SIZES, repeats: int = 10, timeout: float = 120.0, path=DEFAULT_PATH) -> dict:
     """Measure gloo ring-step times between two local processes, fit alpha/beta, save JSON (if `path`)."""
     dummy = torch.zeros(1, 1, 2, 1)
-    payloads = run_world(_step_times(tuple(sizes), repeats), [(dummy, dummy, dummy)] * 2, timeout=timeout)
+    payloads = run_world(_RingStepTimer(sizes, repeats), [(dummy, dummy, dummy)] * 2, timeout=timeout)
     times = torch.maximum(payloads[0]["out"], payloads[1]["out"]).tolist()
     model = fit_alpha_beta(sizes, times)
     result = {
@@ -63,7 +67,7 @@ def calibrate(sizes=DEFAULT_SIZES, repeats: int = 10, timeout: float = 120.0, pa
         "beta_s_per_byte": model.beta,
         "bandwidth_GB_s": 1e-9 / model.beta,
         "backend": "gloo",
-        "transport": "2 forked processes on 127.0.0.1, isend+irecv ring step",
+        "transport": "2 local processes on 127.0.0.1, isend+irecv ring step",
         "sizes_bytes": list(sizes),
         "fastest_step_s": times,
         "machine": f"{platform.machine()} {platform.processor()}".strip(),

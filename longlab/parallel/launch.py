@@ -1,9 +1,16 @@
 """`launch`: the same methods on real processes (torch.distributed, gloo on CPU), one process per rank.
 
-Ranks are forked (a fork start costs ~0.1 s; spawn/torchrun 4-7 s), each sets one intra-op thread, joins a
-gloo group through a TCP store on a free loopback port, runs the method on its shard and sends its output,
-its recorded transfers and its measured time back. The parent waits with a deadline: a rank that raises,
-dies or hangs ends the whole launch with a clear error (the other ranks are killed), never a hang.
+Ranks start from a fork server: one clean helper process that has imported torch and this module but never
+computes, so forking it is fast (~0.1 s per launch once it runs; starting it costs one torch import, once per
+session) and safe. Forking the caller instead is not: a parent that has run MKL/OpenMP work (any attention
+call) can be forked while one of its threads holds the MKL allocator's lock, and the child then spins
+forever in its first matrix product (seen as 60 s hangs on tiny inputs on a busy machine).
+
+The caller creates the rendezvous store (a TCP store on an OS-chosen loopback port, so no port can be taken
+between choosing and binding it); each rank joins a gloo group through it, runs the method on its shard
+and writes its output, recorded transfers and measured time to its own pipe. The parent waits on those
+pipes and on the processes with a deadline: a rank that raises, dies or hangs ends the whole launch with a
+clear error (the other ranks are killed), never a hang.
 
 Autograd: when q, k or v require grad, `out` is differentiable; its backward launches the world again,
 each rank recomputes its forward and runs its backward (all-to-all back, reduce-scatter, reverse ring) on
@@ -15,50 +22,47 @@ import datetime
 import multiprocessing as mp
 import os
 import pickle
-import queue as queue_lib
-import socket
 import time
 import traceback
+from multiprocessing.connection import wait
 
 import torch
 
+from ..checks import positive_number
 from . import layout
 from .program import prepare, rank_program, shards
 from .trace import AlphaBeta, Trace
 
 REPORTED_EXIT = 70  # exit code of a rank that reported its own error (any other non-zero code: a silent death)
+START_METHODS = ("forkserver", "spawn")
+HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _worker(rank, world_size, port, backend, timeout, program, inputs, grad, results):
+def _worker(rank, world_size, port, job_bytes, result):
+    """One rank: join the group through the parent's store, run, send ("ok", payload) or ("error", text)."""
     try:
-        torch.set_num_threads(1)
+        torch.set_num_threads(1)  # ranks share the machine's cores
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         import torch.distributed as dist
 
         from .torch_group import TorchGroup
 
-        dist.init_process_group(
-            backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
-            timeout=datetime.timedelta(seconds=timeout + 5),  # the parent's deadline fires first on a hang
-        )
+        job = pickle.loads(job_bytes)
+        backend, timeout, grad = job["backend"], job["timeout"], job["grad"]
+        wait_limit = datetime.timedelta(seconds=timeout + 5)  # the parent's deadline fires first on a hang
+        store = dist.TCPStore(HOST, port, world_size, is_master=False, timeout=wait_limit)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=wait_limit)
         group = TorchGroup()
         device = torch.device("cpu")
         if backend == "nccl":  # one GPU per rank
             device = torch.device("cuda", rank % torch.cuda.device_count())
             torch.cuda.set_device(device)
             grad = None if grad is None else grad.to(device)
-        leaves = tuple(t.detach().to(device).requires_grad_(grad is not None) for t in inputs)
+        leaves = tuple(t.detach().to(device).requires_grad_(grad is not None) for t in job["inputs"])
         group.barrier()
         start = time.perf_counter()
         with torch.set_grad_enabled(grad is not None):
-            out = program(group, *leaves)
+            out = job["program"](group, *leaves)
             grads = None
             if grad is not None:
                 found = torch.autograd.grad(out, leaves, grad, allow_unused=True)
@@ -71,70 +75,120 @@ def _worker(rank, world_size, port, backend, timeout, program, inputs, grad, res
             grads = [g.cpu() for g in grads]
         payload = {"out": out.detach().cpu(), "grads": grads, "events": group.trace.events, "time": elapsed}
         dist.destroy_process_group()
-        results.put(("ok", rank, pickle.dumps(payload)))
+        result.send_bytes(pickle.dumps(("ok", payload)))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
-        # Report before anything else: the other ranks only fail (connection reset) once this one exits,
-        # so the parent sees the root cause first.
-        results.put(("error", rank, traceback.format_exc()))
-        results.close()
-        results.join_thread()
+        # Report before exiting: the other ranks only fail (connection reset) once this one is gone, so the
+        # parent reads the root cause first.
+        result.send_bytes(pickle.dumps(("error", traceback.format_exc())))
         os._exit(REPORTED_EXIT)
 
 
-def run_world(program, per_rank_inputs, grads=None, backend="gloo", timeout=60.0, start_method="fork") -> list[dict]:
-    """Start one process per rank, return their payloads (out, grads, events, time) in rank order."""
-    world_size = len(per_rank_inputs)
-    ctx = mp.get_context(start_method)
-    results = ctx.Queue()
-    port = free_port()
-    procs = [
-        ctx.Process(
-            target=_worker,
-            args=(r, world_size, port, backend, timeout, program, per_rank_inputs[r],
-                  None if grads is None else grads[r], results),
-            daemon=True,
+def _context(start_method: str):
+    if start_method not in START_METHODS:
+        raise ValueError(
+            f"start_method must be one of {START_METHODS}, got {start_method!r}; 'fork' is not offered: a forked "
+            f"copy of a process that has run MKL/OpenMP work can deadlock (use 'forkserver', or 'spawn')"
         )
-        for r in range(world_size)
-    ]
-    for p in procs:
-        p.start()
-    payloads: dict[int, dict] = {}
-    deadline = time.monotonic() + timeout
+    ctx = mp.get_context(start_method)
+    if start_method == "forkserver":
+        ctx.set_forkserver_preload([__name__])  # the server imports torch and this module once, then forks
+    return ctx
+
+
+def _store(world_size: int, timeout: float):
+    """The rendezvous store, served by this process on a port the OS picks while binding it."""
+    import torch.distributed as dist
+
+    limit = datetime.timedelta(seconds=timeout + 5)
+    return dist.TCPStore(HOST, 0, world_size, is_master=True, timeout=limit, wait_for_workers=False)
+
+
+def run_world(program, per_rank_inputs, grads=None, backend="gloo", timeout=60.0,
+              start_method="forkserver") -> list[dict]:
+    """Start one process per rank, return their payloads (out, grads, events, time) in rank order.
+
+    program: a picklable callable fn(group, q, k, v) (ranks are fresh processes); per_rank_inputs: [(q, k, v)]
+    per rank; grads: per-rank output gradients (then each rank also returns input gradients).
+    """
+    world_size = len(per_rank_inputs)
+    ctx = _context(start_method)
+    jobs = []
+    for r in range(world_size):
+        job = {"program": program, "inputs": tuple(per_rank_inputs[r]), "backend": backend,
+               "timeout": float(timeout), "grad": None if grads is None else grads[r]}
+        try:
+            jobs.append(pickle.dumps(job))
+        except (pickle.PicklingError, AttributeError, TypeError) as err:
+            raise TypeError(
+                f"the rank program {program!r} cannot be pickled ({err}); ranks start as fresh processes, so "
+                f"pass a method name or a function defined at module level (not a lambda or a local function)"
+            ) from err
+    store = _store(world_size, timeout)
+    procs, readers = [], []
     try:
-        while len(payloads) < world_size:
-            try:
-                status, rank, body = results.get(timeout=0.05)
-            except queue_lib.Empty:
-                dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in payloads]
-                if dead:
-                    raise RuntimeError(
-                        f"rank {dead[0]} died (exit code {procs[dead[0]].exitcode}) without reporting; "
-                        f"the other ranks were stopped"
-                    ) from None
-                if time.monotonic() > deadline:
-                    missing = [r for r in range(world_size) if r not in payloads]
-                    raise TimeoutError(
-                        f"ranks {missing} did not finish within timeout={timeout} s (a hang or a very slow rank); "
-                        f"all ranks were stopped; raise `timeout` if the work is just large"
-                    ) from None
-                continue
-            if status == "error":
-                silent = _silent_death(procs, reported={rank, *payloads})
-                if silent is not None:  # the real cause: rank `rank` only saw its peer vanish
-                    raise RuntimeError(
-                        f"rank {silent} died (exit code {procs[silent].exitcode}) without reporting; rank {rank} "
-                        f"then failed and the other ranks were stopped. Rank {rank}'s traceback:\n{body}"
-                    )
-                raise RuntimeError(f"rank {rank} raised; the other ranks were stopped. Its traceback:\n{body}")
-            payloads[rank] = pickle.loads(body)
+        for r in range(world_size):
+            reader, writer = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, args=(r, world_size, store.port, jobs[r], writer), daemon=True)
+            proc.start()
+            writer.close()  # the child holds the only write end: EOF on the reader means it is gone
+            procs.append(proc)
+            readers.append(reader)
+        return _collect(procs, readers, timeout)
     finally:
         for p in procs:
-            if p.is_alive() and len(payloads) < world_size:
+            if p.is_alive():
                 p.kill()
         for p in procs:
             p.join(timeout=5)
-        results.close()
+        for reader in readers:
+            reader.close()
+        del store
+
+
+def _collect(procs, readers, timeout: float) -> list[dict]:
+    """Read every rank's message; raise on the first error, a silent death or the deadline."""
+    world_size = len(procs)
+    payloads: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(payloads) < world_size:
+        waiting = [r for r in range(world_size) if r not in payloads]
+        ready = wait([readers[r] for r in waiting] + [procs[r].sentinel for r in waiting],
+                     timeout=max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise TimeoutError(
+                f"ranks {waiting} did not finish within timeout={timeout} s (a hang or a very slow rank); "
+                f"all ranks were stopped; raise `timeout` if the work is just large"
+            )
+        for r in waiting:
+            if readers[r] not in ready and procs[r].sentinel not in ready:
+                continue
+            message = _read(readers[r])
+            if message is None:  # exited (or closed its pipe) without a word
+                procs[r].join(timeout=1)
+                raise RuntimeError(
+                    f"rank {r} died (exit code {procs[r].exitcode}) without reporting; the other ranks were stopped"
+                )
+            status, body = message
+            if status == "error":
+                silent = _silent_death(procs, reported={r, *payloads})
+                if silent is not None:  # the real cause: rank r only saw its peer vanish
+                    raise RuntimeError(
+                        f"rank {silent} died (exit code {procs[silent].exitcode}) without reporting; rank {r} "
+                        f"then failed and the other ranks were stopped. Rank {r}'s traceback:\n{body}"
+                    )
+                raise RuntimeError(f"rank {r} raised; the other ranks were stopped. Its traceback:\n{body}")
+            payloads[r] = body
     return [payloads[r] for r in range(world_size)]
+
+
+def _read(reader):
+    """The rank's (status, body) message, or None when it closed its pipe without sending one."""
+    if not reader.poll():
+        return None
+    try:
+        return pickle.loads(reader.recv_bytes())
+    except EOFError:
+        return None
 
 
 def _silent_death(procs, reported, grace: float = 0.5):
@@ -190,7 +244,7 @@ def launch(
     causal: bool = False,
     scale: float | None = None,
     timeout: float = 60.0,
-    start_method: str = "fork",
+    start_method: str = "forkserver",
     alpha: float | None = None,
     beta: float | None = None,
     **opts,
@@ -201,15 +255,16 @@ def launch(
     wall-clock seconds of the slowest rank (between two barriers); trace.rank_times per rank; trace.model
     holds alpha/beta (e.g. from `calibrate`) for comparing against `trace.modelled_time()`.
     timeout: seconds for the whole run; a rank that raises, dies or hangs gives RuntimeError/TimeoutError.
-    start_method: "fork" (fast; default) or "spawn" (needs a picklable, module-level method).
+    start_method: "forkserver" (default: ranks fork from a clean, warm helper process) or "spawn" (every
+        rank imports torch itself: seconds per launch). A callable `method` must be picklable (module level).
     """
     opts = dict(opts)
     if backend not in ("gloo", "nccl", "mpi"):
         raise ValueError(f"backend must be 'gloo', 'nccl' or 'mpi', got {backend!r}")
-    if backend == "nccl" and start_method == "fork":
-        raise ValueError("backend='nccl' needs start_method='spawn' (CUDA cannot be used in forked children)")
-    if not (isinstance(timeout, (int, float)) and timeout > 0):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise ValueError("backend='nccl' needs CUDA GPUs (one per rank) and none is visible; use backend='gloo'")
+    positive_number("timeout", timeout, "s")
+    _context(start_method)
     layout_name = prepare(method, q, k, v, world_size, opts)
     base = AlphaBeta()
     model = AlphaBeta(base.alpha if alpha is None else alpha, base.beta if beta is None else beta)

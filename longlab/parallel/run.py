@@ -1,7 +1,7 @@
 """Run a sequence-parallel method for real and print time and bytes per rank beside the model.
 
 Two ways in, one set of options (see `add_arguments`):
-- locally: `longlab parallel --method ring --world 4 --seq 4096` forks `--world` gloo processes (`launch`);
+- locally: `longlab parallel --method ring --world 4 --seq 4096` starts `--world` gloo processes (`launch`);
 - on a cluster: `torchrun --nnodes 2 --nproc-per-node 8 ... -m longlab.parallel.run --method ring ...`:
   each process is one rank (nccl on GPUs, gloo otherwise), inputs are random per rank (seeded), and rank 0
   prints the table. Detected from the RANK/WORLD_SIZE variables torchrun sets.
@@ -21,7 +21,7 @@ from .calibrate import DEFAULT_PATH, calibrate, load_alpha_beta
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=layout.METHODS, default="ring", help="algorithm (default ring)")
-    parser.add_argument("--world", type=int, default=2, help="ranks to fork locally (ignored under torchrun)")
+    parser.add_argument("--world", type=int, default=2, help="ranks to start locally (ignored under torchrun)")
     parser.add_argument("--seq", type=int, default=4096, help="sequence length N (default 4096)")
     parser.add_argument("--heads", type=int, default=8, help="query heads H (default 8)")
     parser.add_argument("--kv-heads", type=int, default=None, help="k/v heads (grouped-query; default H)")
