@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: jupyter,tags,-all
 #     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -53,8 +53,8 @@ import torch
 from IPython.display import Markdown, display
 
 from longlab.memory import KVMemory
-from longlab.memory.inspect import record_retrievals
 from longlab.memory.memory_eval import MemorySweep, loss_vs_memory, loss_vs_memory_docs
+from longlab.memory.retrievals import record_retrievals
 from longlab.models import load_checkpoint
 from longlab.tasks import held_out_long_files
 from viz.dilated_explorer import markdown_table
@@ -123,7 +123,7 @@ display(Markdown(f"Retrieved entries lie on average **{distance.mean():.0f}** by
 
 # %%
 try:
-    from longlab.memory.faiss_backend import compare_search
+    from longlab.memory.recall import compare_search
     keys = ret.memory.keys[:, : len(ret.memory)]
     n_keys = min(SEARCH_KEYS, keys.shape[1] - 64)
     rows = compare_search(keys[:, :n_keys], keys[:, -64:], k=TOP_K)

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from longlab.memory import MemorizingAttention
+from longlab.memory.memorizing import MemorizingAttention
 from longlab.models import TinyLM, TinyLMConfig
 from longlab.models.layers import DenseAttention
 
@@ -48,10 +48,11 @@ def test_memory_is_read_before_write():
     first = layer(x1, pos)  # empty memory: a window never retrieves its own keys
     torch.testing.assert_close(first, local_only(layer, cfg, x1))
     assert [len(m) for m in layer.memories] == [16, 16]
-    layer.record = True
-    second = layer(x2, pos)
-    found, _ = layer.last_read["reads"][0]
+    second, reads = layer(x2, pos, return_retrievals=True)  # the call that asks gets the retrievals back
+    found = reads.lanes[0]
     assert int(found.positions.max()) < 16  # retrieved only from the earlier window
+    assert found.positions.shape == (2, 16, 4) and reads.extras["gate"].shape == (2,)
+    assert not hasattr(layer, "last_read") and not hasattr(layer, "record")  # nothing left on the layer
     assert not torch.allclose(second, local_only(layer, cfg, x2))
     assert [len(m) for m in layer.memories] == [32, 32]
 

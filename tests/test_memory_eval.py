@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longlab.memory.inspect import record_retrievals
 from longlab.memory.memory_eval import loss_vs_memory
+from longlab.memory.retrievals import record_retrievals
 from longlab.models import TinyLM, TinyLMConfig
 
 

@@ -1,8 +1,8 @@
 """kNN memory figures for notebook 03: what a memorizing layer retrieves, its gates, loss vs memory size,
 where memory helped along the text, and exact vs approximate search recall.
 
-Figures read longlab objects only: `longlab.memory.inspect.Retrievals`, `longlab.memory.memory_eval.MemoryCurve`
-and `MemorySweep`, and the rows of `longlab.memory.faiss_backend.compare_search`.
+Figures read longlab objects only: `longlab.memory.retrievals.Retrievals`, `longlab.memory.memory_eval.MemoryCurve`
+and `MemorySweep`, and the rows of `longlab.memory.recall.compare_search`.
 """
 from __future__ import annotations
 

@@ -1,19 +1,15 @@
-"""External memory: the KV store (exact / faiss top-k) and memory-augmented attention layers."""
+"""External memory: the KV store (exact / faiss top-k), memory lanes, and memory-augmented attention layers.
+
+Layers live in their own modules (they build on `longlab.models.layers`): `longlab.memory.memorizing`,
+`longlab.memory.focused`; their common base is `longlab.memory.base.MemoryLayer`; run a model with chosen memory
+lanes through `longlab.memory.lanes.memory_lanes`.
+"""
 from __future__ import annotations
 
+from .lanes import LayerReads, Retrieval, memory_lanes
+from .recall import compare_search, recall_at_k
 from .search import exact_topk
 from .store import KVMemory, SearchResult
 
-__all__ = ["KVMemory", "SearchResult", "exact_topk", "MemorizingAttention", "recall_at_k"]
-
-
-def __getattr__(name: str):  # heavier / optional pieces load on first use
-    if name == "MemorizingAttention":
-        from .memorizing import MemorizingAttention
-
-        return MemorizingAttention
-    if name == "recall_at_k":
-        from .faiss_backend import recall_at_k
-
-        return recall_at_k
-    raise AttributeError(f"module 'longlab.memory' has no attribute {name!r}")
+__all__ = ["KVMemory", "SearchResult", "exact_topk", "recall_at_k", "compare_search", "memory_lanes", "LayerReads",
+           "Retrieval"]

@@ -1,7 +1,9 @@
-"""Optional faiss backend for KVMemory (CPU): "flat" exact, "hnsw" / "ivf" approximate, and a recall report.
+"""Optional faiss backend for KVMemory (CPU): "flat" exact, "hnsw" / "ivf" approximate inner-product indexes.
 
-Indexes are rebuilt lazily from the memory's buffers on the first search after a change, so faiss ids are
-memory slot indices. Install with `pip install 'longlab[faiss]'` (or `pip install faiss-cpu`).
+`FaissIndex` takes tensors, never the store: `KVMemory` hands it the keys of its occupied slots, so faiss ids
+are memory slot indices; the index is rebuilt lazily on the first search after the memory marks it dirty.
+(Exact-vs-faiss comparisons over a KVMemory live in `longlab.memory.recall`.)
+Install with `pip install 'longlab[faiss]'` (or `pip install faiss-cpu`).
 """
 from __future__ import annotations
 
@@ -55,66 +57,26 @@ class FaissIndex:
     def mark_dirty(self) -> None:
         self._indexes.clear()
 
-    def _for(self, memory, normalize: bool) -> list:
+    def _for(self, keys: torch.Tensor, normalize: bool) -> list:
         if normalize not in self._indexes:
-            keys = memory.keys[:, : memory.count].float()
+            keys = keys.float()
             if normalize:
                 keys = torch.nn.functional.normalize(keys, dim=-1)
             self._indexes[normalize] = [build_index(self.kind, keys[h].cpu().numpy()) for h in range(self.heads)]
         return self._indexes[normalize]
 
-    def search(self, memory, queries: torch.Tensor, k: int, normalize: bool):
-        """(scores, slot indices), each (heads, nq, min(k, count)); queries (heads, nq, key_dim)."""
-        k = min(k, memory.count)
+    def search(self, keys: torch.Tensor, queries: torch.Tensor, k: int, normalize: bool):
+        """(scores float32, slot indices int64) on the CPU, each (heads, nq, min(k, n)); keys (heads, n, key_dim)
+        are the stored keys the index is built from (used only when it must be rebuilt), queries
+        (heads, nq, key_dim). Missing neighbours of approximate indexes come back as slot 0 with score -inf."""
+        k = min(k, keys.shape[1])
         if normalize:
             queries = torch.nn.functional.normalize(queries, dim=-1)
         scores, index = [], []
-        for h, idx in enumerate(self._for(memory, normalize)):
+        for h, idx in enumerate(self._for(keys, normalize)):
             d, i = idx.search(np.ascontiguousarray(queries[h].float().cpu().numpy()), k)
             scores.append(torch.from_numpy(d))
             index.append(torch.from_numpy(i))
-        scores = torch.stack(scores).to(memory.device, memory.dtype)
-        index = torch.stack(index).to(memory.device)
-        # approximate indexes may return -1 for missing neighbours; point them at slot 0 with -inf score
-        missing = index < 0
+        scores, index = torch.stack(scores), torch.stack(index)
+        missing = index < 0  # approximate indexes may return -1 for missing neighbours
         return scores.masked_fill(missing, float("-inf")), index.clamp_min(0)
-
-
-def recall_at_k(approx, exact) -> float:
-    """Fraction of exact top-k slot indices that the approximate search also returned (SearchResults)."""
-    if exact.indices.numel() == 0:
-        return 1.0
-    hits = (approx.indices[..., :, None] == exact.indices[..., None, :]).any(-2)
-    return hits.float().mean().item()
-
-
-def compare_search(keys: torch.Tensor, queries: torch.Tensor, k: int = 32, kinds=("flat", "hnsw", "ivf"),
-                   normalize: bool = True) -> list[dict]:
-    """Exact torch search vs faiss indexes on the same keys (H, n, d) / queries (H, nq, d).
-
-    Returns one dict per method: index, recall (fraction of exact top-k found), search_s, build_s
-    (build = the index construction that the first search triggers).
-    """
-    import time
-
-    from .store import KVMemory
-
-    heads, n, d = keys.shape
-
-    def timed_search(memory):
-        start = time.perf_counter()
-        first = memory.search(queries, k, normalize)  # builds the faiss index on first use
-        built = time.perf_counter()
-        again = memory.search(queries, k, normalize)
-        return first, again, built - start, time.perf_counter() - built
-
-    exact_mem = KVMemory(n, d, 1, heads=heads, dtype=keys.dtype).add(keys, keys[..., :1])
-    exact, _, _, t_exact = timed_search(exact_mem)
-    rows = [{"index": "exact (torch)", "recall": 1.0, "search_s": t_exact, "build_s": 0.0}]
-    for kind in kinds:
-        memory = KVMemory(n, d, 1, heads=heads, dtype=keys.dtype, backend="faiss", index=kind)
-        memory.add(keys, keys[..., :1])
-        _, again, t_first, t_again = timed_search(memory)
-        rows.append({"index": f"faiss {kind}", "recall": recall_at_k(again, exact), "search_s": t_again,
-                     "build_s": max(0.0, t_first - t_again)})
-    return rows

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .lanes import memory_lanes
+
 
 @dataclass
 class MemoryCurve:
@@ -38,11 +40,9 @@ def loss_vs_memory(model, tokens: torch.Tensor, memory_sizes=(0, 1024, 4096, 163
                    progress: bool = True) -> MemoryCurve:
     """Per-byte losses of `model` on one document `tokens` (N,) for each memory size (tokens per head; 0 = none).
 
-    The model must have at least one memorizing layer. Reads floor((N - 1) / context) windows of `context`.
+    The model must have at least one memory layer; its own lanes are left as they were (`memory_lanes`).
+    Reads floor((N - 1) / context) windows of `context`.
     """
-    layers = model.memory_layers()
-    if not layers:
-        raise ValueError("model has no memory layer; build it with attention=(..., 'memorizing')")
     sizes = [int(s) for s in memory_sizes]
     if not sizes or any(s < 0 for s in sizes):
         raise ValueError(f"memory_sizes must be a non-empty list of ints >= 0, got {memory_sizes!r}")
@@ -51,20 +51,14 @@ def loss_vs_memory(model, tokens: torch.Tensor, memory_sizes=(0, 1024, 4096, 163
     windows = (tokens.numel() - 1) // context
     if windows < 1:
         raise ValueError(f"document has {tokens.numel()} tokens; need more than context={context}")
-    was_training = model.training
-    model.eval()
-    param = next(model.parameters())
-    for layer in layers:
-        layer.set_lane_memory_sizes(sizes, device=param.device, dtype=param.dtype)
     losses = []
-    for w in tqdm(range(windows), desc="loss vs memory", unit="window", disable=not progress):
-        x = tokens[w * context : (w + 1) * context].to(param.device)
-        y = tokens[w * context + 1 : (w + 1) * context + 1].to(param.device)
-        _, loss = model(x.expand(len(sizes), -1), y.expand(len(sizes), -1), reduction="none")
-        losses.append(loss.cpu())
-    for layer in layers:
-        layer.set_memory_size(model.config.memory_size)
-    model.train(was_training)
+    with memory_lanes(model, sizes=sizes, require=True) as run:  # the caller's lanes come back, also on error
+        device = next(model.parameters()).device
+        for w in tqdm(range(windows), desc="loss vs memory", unit="window", disable=not progress):
+            x = tokens[w * context : (w + 1) * context].to(device)
+            y = tokens[w * context + 1 : (w + 1) * context + 1].to(device)
+            _, loss = run(x.expand(len(sizes), -1), y.expand(len(sizes), -1), reduction="none")
+            losses.append(loss.cpu())
     return MemoryCurve(sizes, torch.cat(losses, dim=1), tokens[: windows * context + 1])
 
 

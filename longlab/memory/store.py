@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .faiss_backend import FaissIndex
+from .persist import META_INTS, load_memory, save_memory
 from .search import exact_topk
 
 BACKENDS = ("torch", "faiss")
@@ -74,11 +76,7 @@ class KVMemory:
         self.cursor = 0  # next slot to write (= oldest slot once full)
         self.count = 0  # occupied slots
         self.total_added = 0  # entries ever added (default positions continue from here)
-        self._faiss = None
-        if backend == "faiss":
-            from .faiss_backend import FaissIndex
-
-            self._faiss = FaissIndex(index, key_dim, heads)
+        self._faiss = FaissIndex(index, key_dim, heads) if backend == "faiss" else None
 
     # ---- state -------------------------------------------------------------------------------------
     @property
@@ -91,6 +89,15 @@ class KVMemory:
 
     def __len__(self) -> int:
         return self.count
+
+    @torch.no_grad()
+    def to(self, device=None, dtype=None) -> KVMemory:
+        """Move the buffers (in place, contents kept) to `device` / floating `dtype`; returns self."""
+        for name in ("keys", "values", "key_norms"):
+            setattr(self, name, getattr(self, name).to(device=device, dtype=dtype))
+        for name in ("positions", "doc_ids"):
+            setattr(self, name, getattr(self, name).to(device=device))
+        return self
 
     def __repr__(self) -> str:
         docs = self.doc_ids[: self.count].unique().numel() if self.count else 0
@@ -198,7 +205,8 @@ class KVMemory:
         _check_int("k", k)
         n = self.count
         if self._faiss is not None and n:
-            scores, index = self._faiss.search(self, queries, k, normalize)
+            scores, index = self._faiss.search(self.keys[:, :n], queries, k, normalize)
+            scores, index = scores.to(self.device, self.dtype), index.to(self.device)
         else:
             q = torch.nn.functional.normalize(queries, dim=-1) if normalize else queries
             scale = 1.0 / self.key_norms[:, :n].clamp_min(1e-12) if normalize else None
@@ -217,13 +225,25 @@ class KVMemory:
     # ---- persistence (safetensors, never pickle) ---------------------------------------------------
     def save(self, path) -> None:
         """Write the memory to a safetensors file atomically (temp file + rename). See `persist.save_memory`."""
-        from .persist import save_memory
-
-        save_memory(self, path)
+        n = self.count
+        tensors = {"keys": self.keys[:, :n], "values": self.values[:, :n], "positions": self.positions[:n],
+                   "doc_ids": self.doc_ids[:n]}
+        meta = {name: getattr(self, name) for name in META_INTS}
+        save_memory(path, tensors, {**meta, "dtype": self.dtype, "backend": self.backend, "index": self.index_kind})
 
     @classmethod
     def load(cls, path, device=None) -> KVMemory:
         """Read a memory written by `save`; raises ValueError on a truncated or inconsistent file."""
-        from .persist import load_memory
-
-        return load_memory(path, device=device)
+        meta, tensors = load_memory(path)
+        n = meta["count"]
+        memory = cls(meta["capacity"], meta["key_dim"], meta["value_dim"], heads=meta["heads"], device=device,
+                     dtype=meta["dtype"], backend=meta["backend"], index=meta["index"])
+        memory.keys[:, :n] = tensors["keys"].to(memory.device)
+        memory.values[:, :n] = tensors["values"].to(memory.device)
+        memory.key_norms[:, :n] = memory.keys[:, :n].norm(dim=-1)
+        memory.positions[:n] = tensors["positions"].to(memory.device)
+        memory.doc_ids[:n] = tensors["doc_ids"].to(memory.device)
+        memory.cursor, memory.count, memory.total_added = meta["cursor"], n, meta["total_added"]
+        if memory._faiss is not None:
+            memory._faiss.mark_dirty()
+        return memory

@@ -132,5 +132,12 @@ class Block(nn.Module):
         self.mlp = MLP(config.d_model, config.mlp_ratio)
 
     def forward(self, x, positions, **context):
-        x = x + self.attn(self.norm1(x), positions, **context)
-        return x + self.mlp(self.norm2(x))
+        """x (B, N, d) -> (B, N, d); a memory layer asked for return_retrievals gives (out, reads): then
+        (x, reads)."""
+        out = self.attn(self.norm1(x), positions, **context)
+        reads = None
+        if isinstance(out, tuple):
+            out, reads = out
+        x = x + out
+        x = x + self.mlp(self.norm2(x))
+        return x if reads is None else (x, reads)

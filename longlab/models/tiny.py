@@ -115,6 +115,7 @@ class TinyLM(nn.Module):
 
         context goes to every attention layer (memory layers read `doc_start` (B,) bool and `write_memory`).
         Returns (logits, loss); loss is cross-entropy in nats, averaged (reduction="mean") or (B, N) ("none").
+        With return_retrievals=True: (logits, loss, {block index: LayerReads}) from every memory layer.
         """
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
             raise ValueError(f"idx must be an int64 tensor of shape (B, N), got "
@@ -123,23 +124,29 @@ class TinyLM(nn.Module):
             raise ValueError(f"sequence length {idx.shape[1]} exceeds config.context={self.config.context}; "
                              f"split the text into windows")
         positions = torch.arange(idx.shape[1], device=idx.device) if positions is None else positions
+        want_reads = context.pop("return_retrievals", False)
+        reads = {}
         x = self.embed(idx)
-        for block in self.blocks:
-            x = block(x, positions, **context)
+        for i, block in enumerate(self.blocks):
+            if want_reads and hasattr(block.attn, "lanes"):
+                x, reads[i] = block(x, positions, return_retrievals=True, **context)
+            else:
+                x = block(x, positions, **context)
         logits = self.head(self.norm(x))
-        if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
-        return logits, loss if reduction != "none" else loss.view_as(targets)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
+            loss = loss if reduction != "none" else loss.view_as(targets)
+        return (logits, loss, reads) if want_reads else (logits, loss)
 
     def reset_memory(self, batch_index: int | None = None) -> None:
         """Clear every memory layer (or one batch element's memory)."""
-        for block in self.blocks:
-            if hasattr(block.attn, "reset_memory"):
-                block.attn.reset_memory(batch_index)
+        for layer in self.memory_layers():
+            layer.reset(batch_index)
 
     def memory_layers(self) -> list:
-        return [block.attn for block in self.blocks if hasattr(block.attn, "reset_memory")]
+        """The attention layers that hold memory lanes (`longlab.memory.base.MemoryLayer`)."""
+        return [block.attn for block in self.blocks if hasattr(block.attn, "lanes")]
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from ..io import atomic_write
+from ..memory.lanes import memory_lanes
 from .tiny import TinyLM, TinyLMConfig
 
 
@@ -105,30 +106,20 @@ class DocumentStreams:
 def evaluate(model: TinyLM, docs: list[torch.Tensor], max_windows: int = 32) -> float:
     """Mean loss (nats/byte) over consecutive non-overlapping windows of the documents (first `max_windows`).
 
-    Memory layers see each document from its start, in order, memory cleared between documents. The caller's
-    memories (e.g. the training lanes' half-read documents) are set aside and put back untouched.
+    Memory layers see each document from its start, in order, memory cleared between documents. Runs inside
+    `memory_lanes`: the caller's lanes (e.g. the training lanes' half-read documents) come back untouched.
     """
-    was_training = model.training
-    model.eval()
-    layers = model.memory_layers()
-    kept = [(layer.memories, layer.doc_counter) for layer in layers]
-    for layer in layers:
-        layer.memories, layer.doc_counter = [], []  # fresh lanes: clearing would empty the caller's memories
     context, total, count, windows = model.config.context, 0.0, 0, 0
-    try:
+    with memory_lanes(model) as run:  # fresh lanes; the caller's (e.g. training lanes) come back untouched
         for tokens in docs:
-            model.reset_memory()
+            run.reset()
             for start in range(0, tokens.numel() - context, context):
                 if windows >= max_windows:
                     break
                 x = tokens[None, start : start + context]
                 y = tokens[None, start + 1 : start + context + 1]
-                _, loss = model(x, y, doc_start=torch.tensor([start == 0]))
+                _, loss = run(x, y, doc_start=torch.tensor([start == 0]))
                 total, count, windows = total + loss.item() * y.numel(), count + y.numel(), windows + 1
-    finally:
-        for layer, (memories, counters) in zip(layers, kept):
-            layer.memories, layer.doc_counter = memories, counters
-        model.train(was_training)
     return total / max(count, 1)
 
 
