@@ -16,14 +16,28 @@
 # %% [markdown]
 # # 07 · Sequence parallelism: Ulysses, ring (zigzag) and LongNet, simulated and real
 #
-# One sequence is too long for one device, so we cut it across P ranks. Attention, though, needs every query
-# to meet every key: something has to move. Three answers:
+# **The problem.** One sequence is too long for one device: its activations (and the attention work) do not fit.
+# So we cut it into P pieces on P devices ("ranks"), N/P tokens each. Attention, though, needs every query to
+# meet every key: something has to move between ranks, and how much moves, how much each rank must hold, and
+# whether it is still exact decide which method to use.
+#
+# **Symbols.** N tokens; H heads of D dimensions each, so a token's q (or k, or v) has **h = H·D** numbers (the
+# model width); P ranks, each starting with N·h/P numbers per tensor.
+#
+# **What you will see.** Each method checked against one device (forward and gradients), a step-by-step replay of
+# who holds which block, the bytes each rank sends and the memory it must hold as N and P grow, the causal
+# load balance of zigzag, and a real run on gloo processes. Three answers:
 #
 # * **DeepSpeed-Ulysses** ([Jacobs et al. 2023](https://arxiv.org/abs/2309.14509)): an all-to-all turns
 #   "my positions, all heads" into "all positions, my H/P heads"; plain attention per head; an all-to-all back.
 # * **Ring attention** ([Liu et al. 2023](https://arxiv.org/abs/2310.01889)): queries stay put, key/value
 #   blocks travel around the ring for P-1 steps; partial results merge exactly by log-sum-exp. The
 #   **zigzag** layout (rank r holds chunks r and 2P-1-r) balances causal work.
+#   The merge is the online softmax (Milakov & Gimelshein 2018): rank r keeps a running output $o$ and
+#   log-sum-exp $\ell$ (the log of its softmax denominator so far, $\ell_i = \log\sum_j e^{q_i\cdot k_j/\sqrt D}$ over
+#   the keys seen), and after attending its queries to the visiting block $t$, with partial result $(o_t, \ell_t)$,
+#   $$\ell' = \log\left(e^{\ell} + e^{\ell_t}\right), \qquad o' = e^{\ell - \ell'}\, o + e^{\ell_t - \ell'}\, o_t .$$
+#   After P-1 steps $o$ is exactly softmax attention over all keys (notebook 00 checks the two-block case).
 # * **LongNet** ([Ding et al. 2023](https://arxiv.org/abs/2307.02486), sec. 3.1): dilated attention makes
 #   each segment's keys sparse *before* they travel; only ranks that share a segment exchange them.
 #
@@ -46,12 +60,16 @@ import torch
 from IPython.display import Markdown, display
 
 import longlab
+from longlab.analysis.activation_memory import activation_bytes_per_rank, activation_elements_per_rank
+from longlab.analysis.dense_cost import format_bytes
 from longlab.parallel import cost, simulate
 from longlab.parallel.calibrate import DEFAULT_PATH, load_alpha_beta
 from longlab.parallel.compare import measure_methods, method_options, random_qkv
 from longlab.parallel.ring import causal_pairs_per_rank
+from viz.dilated_explorer import markdown_table
 from viz.parallel_cost import causal_work_figure, measured_figure, volume_figure
 from viz.parallel_trace import trace_explorer
+from viz.teaching import answer
 
 # %% [markdown]
 # ## 1. Same answer as one device
@@ -89,14 +107,42 @@ display(Markdown("\n".join(rows)))
 # every rank with *all* chunks but only its head block (`q[h1]` = q of head block 1); ring attention keeps one
 # visiting k/v block at a time; LongNet's all-gathers move only sparse rows, and only inside a segment.
 # Ulysses with P not dividing H refuses to run: the head count is its hard limit.
+#
+# **Try this** (answers computed below; click to open):
+# 1. Choose `ulysses` with P = 8 and 4 heads. What happens, and why?
+# 2. Choose `ring` with P = 4, then P = 8: how many transfer steps does a rank make, and do its bytes sent grow?
+# 3. Double N for `ring` and for `ulysses`: what happens to each rank's bytes sent and to the memory it holds?
 
 # %%
 trace_explorer(METHOD, WORLD, SEQ, HEADS, CAUSAL, STEP)
 
+# %% jupyter={"source_hidden": true}
+try:
+    simulate("ulysses", *random_qkv(SEQ, 4, head_dim=8, seed=0), 8, causal=CAUSAL)
+    refused = "it ran (unexpected)"
+except ValueError as err:
+    refused = f"it refuses: *{err}*."
+ring_steps = {p: len(cost.plan("ring", p, cost.Workload(SEQ, HEADS))) for p in (4, 8)}
+ring_bytes = {p: max(cost.bytes_per_rank("ring", p, cost.Workload(SEQ, HEADS))) for p in (4, 8)}
+grow = {m: max(cost.bytes_per_rank(m, 4, cost.Workload(2 * SEQ, HEADS))) / max(cost.bytes_per_rank(
+    m, 4, cost.Workload(SEQ, HEADS))) for m in ("ring", "ulysses")}
+hold = {m: activation_elements_per_rank(m, 2 * SEQ, HEADS, 64, 4) / activation_elements_per_rank(m, SEQ, HEADS, 64, 4)
+        for m in ("ring", "ulysses")}
+display(answer(
+    f"1. Ulysses with P = 8 and 4 heads: {refused} After its all-to-all each rank owns H/P whole heads, so P "
+    f"cannot exceed (and must divide) H.\n\n"
+    f"2. Ring: {ring_steps[4]} transfer steps at P = 4, {ring_steps[8]} at P = 8 (P - 1: the k/v blocks of every "
+    f"other rank visit once); bytes sent per rank {ring_bytes[4]:,} → {ring_bytes[8]:,} "
+    f"(x{ring_bytes[8] / ring_bytes[4]:.2f}: about 2Nh(P-1)/P, nearly flat in P).\n\n"
+    f"3. Doubling N multiplies bytes sent per rank by x{grow['ring']:.1f} (ring) and x{grow['ulysses']:.1f} "
+    f"(Ulysses), and memory held per rank by x{hold['ring']:.1f} and x{hold['ulysses']:.1f}: everything per rank "
+    f"is linear in N; only adding ranks brings it back down."))
+
 # %% [markdown]
 # ## 3. How many bytes move
 #
-# Per layer (forward), each rank sends (formulas in `longlab.parallel.cost`, exact for the code above):
+# With h = H·D the width of one token's q, k or v: per layer (forward), each rank sends (formulas in
+# `longlab.parallel.cost`, exact for the code above):
 # Ulysses 4 all-to-alls of (P-1)/P of its shard, 4Nh(P-1)/P² ≈ 4Nh/P per rank (the paper's "4Nh/P per link");
 # Megatron-SP's all-gathers and reduce-scatters 4Nh(P-1)/P ≈ 4Nh, whatever P; ring P-1 k/v blocks, 2Nh(P-1)/P ≈ 2Nh;
 # LongNet's sparse k/v gathers, which stay flat as N grows when the dilation grows with the segment length.
@@ -117,6 +163,35 @@ display(Markdown(
     f"At N = {VOLUME_LENGTHS[-1]}, Ulysses sends {per_rank['ring'][-1] / per_rank['ulysses'][-1]:.1f}x less than ring "
     f"and {per_rank['megatron'][-1] / per_rank['ulysses'][-1]:.1f}x less than Megatron-SP."
 ))
+
+# %% [markdown]
+# ### What each rank must hold
+#
+# Splitting the sequence is done for memory first: each rank starts with N·h/P numbers per tensor. During
+# attention it holds more, depending on the method (`longlab.analysis.activation_memory`, forward, one layer,
+# float32 like the bytes above): Ulysses q, k, v, out of all N tokens for H/P heads (4Nh/P); ring its own q, k,
+# v, out shard plus one visiting k/v block (6Nh/P); Megatron-SP the all-gathered input (Nh) plus its heads'
+# q, k, v, out (4Nh/P). Next to it, the bytes each rank sends (from the same cost plans as the figure):
+
+# %%
+def memory_rows(pairs):
+    rows = []
+    for n, p in pairs:
+        row = {"N": n, "P": p, "N·h/P (one shard)": format_bytes(4 * n * VOLUME_HEADS * VOLUME_HEAD_DIM / p)}
+        for m in ("ulysses", "ring", "megatron"):
+            row[f"{m}: holds"] = format_bytes(activation_bytes_per_rank(m, n, VOLUME_HEADS, VOLUME_HEAD_DIM, p, 4))
+            row[f"{m}: sends"] = format_bytes(max(cost.bytes_per_rank(m, p, work(n, m))))
+        rows.append(row)
+    return rows
+
+
+single = activation_bytes_per_rank("single device", VOLUME_LENGTHS[-1], VOLUME_HEADS, VOLUME_HEAD_DIM, 1, 4)
+worlds_ok = [p for p in VOLUME_WORLDS if VOLUME_HEADS % p == 0]
+display(Markdown(
+    f"**Against P** (N = {VOLUME_LENGTHS[-1]}, {VOLUME_HEADS} heads x {VOLUME_HEAD_DIM}; one device would hold "
+    f"{format_bytes(single)}):\n\n" + markdown_table(memory_rows([(VOLUME_LENGTHS[-1], p) for p in worlds_ok]))
+    + f"\n\n**Against N** (P = {VOLUME_P}):\n\n"
+    + markdown_table(memory_rows([(n, VOLUME_P) for n in VOLUME_LENGTHS]))))
 
 # %% [markdown]
 # ## 4. Causal work: contiguous vs zigzag
@@ -170,3 +245,12 @@ measured_figure(measured)
 #   attention itself is sparse (dilated), not dense.
 # * **Megatron-SP** (formula only here) all-gathers and reduce-scatters activations around the attention
 #   and MLP blocks: about 4Nh per rank per layer, independent of P, which is why Ulysses was proposed.
+
+# %% [markdown]
+# ## What to remember
+#
+# - Every method here is exact: ring and LongNet glue partial attentions with the lse (online-softmax) merge,
+#   Ulysses re-splits by heads; gradients travel back along the reversed transfers.
+# - Per rank, Ulysses sends and holds about 1/P of the sequence (but P <= H); ring sends about 2Nh whatever P,
+#   holds 6Nh/P, and overlaps its transfers with compute; Megatron-SP holds the whole gathered input.
+# - Causal attention needs zigzag (chunks r and 2P-1-r) to keep every rank equally busy.
