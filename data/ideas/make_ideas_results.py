@@ -1,0 +1,93 @@
+"""Regenerate the measured results of notebook 08 (related work and the seed's ideas) into data/ideas/*.json.
+
+    .venv/bin/python data/ideas/make_ideas_results.py                  # all parts, ~5 min on one thread
+    .venv/bin/python data/ideas/make_ideas_results.py extrapolation    # one part: extrapolation | paged | patterns
+    .venv/bin/longlab bench linear --out data/ideas                    # linear vs dense speed (linear_cpu.csv)
+
+- extrapolation.json: next-token loss against position on 8x the trained context (2048 tokens, trained 256) of
+  the committed checkpoint (data/checkpoints/tiny_memorizing; its kNN layer with an empty memory is a dense
+  layer), under RoPE, ReRoPE (w = 128), leaky ReRoPE (w = 128, s = 16) and a 256-token sliding window, on the
+  first two 2049-byte windows of every held-out source file;
+- paged.json: Quest-style page selection on 16k and 128k cached tokens (pages of 16): recall of the true
+  top-32 keys, relative output error, bytes and seconds per decoded token against a dense cache, for the
+  checkpoint's last-layer keys (pre-RoPE, read in 256-token windows over the held-out files) and for random
+  Gaussian keys; 16 decoding queries taken right after the cache;
+- patterns.json: float-like (m = 0..3) against the LongNet schedule of nearest FLOPs at N = 2048, 4 heads:
+  pairs, keys vs distance, dependency path length (N = 512), block density (64-blocks).
+Times are measured on a shared 2-core machine (other jobs running): ratios within one run only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from longlab.analysis.extrapolation import binned, document_windows, loss_by_position, variant
+from longlab.analysis.paged_eval import capture_qkv, selection_rows
+from longlab.analysis.pattern_compare import compare
+from longlab.models import load_checkpoint
+from longlab.tasks import held_out_long_files
+
+HERE = Path(__file__).resolve().parent
+CHECKPOINT = HERE.parent / "checkpoints" / "tiny_memorizing.safetensors"
+SCHEMES = {"rope": {}, "rerope": {"window": 128}, "leaky_rerope": {"window": 128, "leak": 16.0},
+           "sliding": {"window": 256}}
+
+
+def extrapolation(length: int = 2048, per_doc: int = 2, bin_width: int = 64) -> dict:
+    model, _ = load_checkpoint(CHECKPOINT)
+    seqs = document_windows(held_out_long_files(), length + 1, per_doc)
+    curves = {}
+    for scheme, kw in SCHEMES.items():
+        loss = loss_by_position(variant(model, scheme, length, **kw), seqs)
+        starts, means = binned(loss, bin_width)
+        by_context = binned(loss, model.config.context)[1]
+        curves[scheme] = {"settings": kw, "bin_start": starts, "loss": means, "loss_per_trained_context": by_context}
+    return {"trained_context": model.config.context, "length": length, "sequences": int(seqs.shape[0]),
+            "bin_width": bin_width, "curves": curves}
+
+
+def paged(sizes=(16384, 131072), page_size: int = 16, kept=(1, 4, 16, 64, 256, 1024), queries: int = 16) -> dict:
+    model, _ = load_checkpoint(CHECKPOINT)
+    tokens = torch.cat([d.tokens() for d in held_out_long_files()])
+    need = max(sizes) + 256
+    q, k, v = capture_qkv(model, tokens[:need], layer=model.config.n_layers - 1)
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for n in sizes:
+        qs = q[:, n:n + 256:256 // queries].transpose(0, 1)  # (Q, H, D): queries right after the cache
+        rows += selection_rows(k[:, :n], v[:, :n], qs, page_size, list(kept), label="checkpoint")
+        rows += selection_rows(torch.randn(k[:, :n].shape, generator=gen), v[:, :n], qs, page_size, list(kept),
+                               label="random")
+    return {"page_size": page_size, "queries": queries, "layer": model.config.n_layers - 1, "rows": rows}
+
+
+def patterns(n: int = 2048, path_n: int = 512) -> dict:
+    return {"comparisons": [compare(n, m, heads=4, path_n=path_n) for m in range(4)]}
+
+
+PARTS = {"extrapolation": extrapolation, "paged": paged, "patterns": patterns}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("parts", nargs="*", choices=[*PARTS, []], default=list(PARTS))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    for part in args.parts or list(PARTS):
+        start = time.perf_counter()
+        result = PARTS[part]()
+        result.update(command=f"python data/ideas/make_ideas_results.py {part}", torch=torch.__version__,
+                      elapsed_s=round(time.perf_counter() - start, 1))
+        path = HERE / f"{part}.json"
+        path.write_text(json.dumps(result, indent=1))
+        print(f"wrote {path} ({result['elapsed_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

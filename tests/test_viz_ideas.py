@@ -1,0 +1,45 @@
+"""Notebook 08 figures render from the kernels' own objects, headless, with labelled axes."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from longlab.attention.paged_kv import PagedKVCache
+from viz import ideas_patterns as ip
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ip.linear_weights(torch.randn(8, 4), torch.randn(8, 4)),
+    lambda: ip.rerope_positions(24, 6, 0.0),
+    lambda: ip.rerope_positions(24, 6, 4.0),
+    lambda: ip.pooled_keys(24, 4, 5),
+    lambda: ip.floatlike_pattern(32, 1),
+    lambda: ip.decode_cache((8, 16), (1, 2), 2, 64),
+])
+def test_figures_render(make):
+    fig = make()
+    assert isinstance(fig, go.Figure) and fig.layout.title.text
+    assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text  # axes say what and in which unit
+    assert "(" in fig.layout.xaxis.title.text
+
+
+def test_page_scores_bound_the_true_logits():
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randn(2, 100, 8, generator=g)
+    cache = PagedKVCache(2, 8, 10, 100)
+    cache.append(keys, keys)
+    q = torch.randn(2, 8, generator=g)
+    fig = ip.page_scores(cache, q, 3)
+    bounds, best = fig.data[0].y, fig.data[1].y
+    assert all(b >= t - 1e-5 for b, t in zip(bounds, best))
+    assert sum(c != ip.COLORS["muted"] for c in fig.data[0].marker.color) == 4  # K = 3 + the current page
+
+
+def test_explorers_static_when_headless(monkeypatch):
+    monkeypatch.setenv("LONGLAB_HEADLESS", "1")
+    assert isinstance(ip.rerope_explorer(), go.Figure)
+    assert isinstance(ip.pooled_explorer(), go.Figure)
+    assert isinstance(ip.floatlike_explorer(), go.Figure)
+    keys = torch.randn(1, 64, 4)
+    assert isinstance(ip.paged_explorer(keys, keys, torch.randn(1, 4)), go.Figure)
