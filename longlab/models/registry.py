@@ -16,7 +16,6 @@ _KINDS: dict[str, object] = {
     "linear": "longlab.models.idea_layers:LinearAttentionLayer",
     "pooled": "longlab.models.idea_layers:PooledAttentionLayer",
     "memorizing": "longlab.memory.memorizing:MemorizingAttention",
-    # the Focused Transformer issue provides this module
     "focused": "longlab.memory.focused:FocusedAttention",
 }
 

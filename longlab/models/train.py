@@ -2,7 +2,10 @@
 
 Models without memory train on random windows of the documents. Models with memory layers train on
 document *streams*: each batch lane reads one document window after window (so memory fills with the
-document's past) and the lane's memory is cleared when it moves to a new document.
+document's past) and the lane's memory is cleared when it moves to a new document. With
+`TrainConfig.crossbatch` (Focused Transformer layers) each lane is a pair of consecutive windows of one
+document and the memory layer's current window also sees the previous windows of d lanes (no memory used;
+`longlab.memory.crossbatch`).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from ..io import atomic_write
+from ..memory.crossbatch import CrossbatchBatches, crossbatch_loss
 from ..memory.lanes import memory_lanes
 from .tiny import TinyLM, TinyLMConfig
 
@@ -34,6 +38,7 @@ class TrainConfig:
     eval_windows: int = 32
     seed: int = 0
     time_limit_s: float | None = None  # stop early (still evaluating) when training takes longer than this
+    crossbatch: str | int | None = None  # Focused Transformer crossbatch d schedule ("8", "1:200,8"); None = off
 
 
 @dataclass
@@ -129,7 +134,13 @@ def train(model: TinyLM, train_docs: list[torch.Tensor], val_docs: list[torch.Te
     config = config or TrainConfig()
     gen = seed_everything(config.seed)
     context = model.config.context
-    streams = DocumentStreams(train_docs, config.batch_size, context, config.seed) if model.memory_layers() else None
+    streams = batches = None
+    if config.crossbatch is not None:
+        if not any(getattr(layer, "supports_crossbatch", False) for layer in model.memory_layers()):
+            raise ValueError("crossbatch training needs a Focused Transformer layer: attention=(..., 'focused', ...)")
+        batches = CrossbatchBatches(train_docs, config.batch_size, context, config.crossbatch, config.seed)
+    elif model.memory_layers():
+        streams = DocumentStreams(train_docs, config.batch_size, context, config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.95))
 
@@ -145,7 +156,9 @@ def train(model: TinyLM, train_docs: list[torch.Tensor], val_docs: list[torch.Te
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        if streams is None:
+        if batches is not None:
+            loss = crossbatch_loss(model, batches.batch(step))
+        elif streams is None:
             x, y = random_windows(train_docs, config.batch_size, context, gen)
             _, loss = model(x, y)
         else:
