@@ -11,6 +11,7 @@ def test_rows_and_crossover():
     rows = linear.main(args)
     assert [r["N"] for r in rows] == [32, 64] and all(r["attend_s"] > 0 and r["linear_s"] > 0 for r in rows)
     assert args.sizes == [32, 64]  # main never changes args
-    fake = [{"N": n, "attend_s": a, "linear_s": b} for n, a, b in [(1, 1, 2), (2, 2, 1), (3, 1, 2), (4, 3, 1), (5, 4, 1)]]
+    times = [(1, 1, 2), (2, 2, 1), (3, 1, 2), (4, 3, 1), (5, 4, 1)]
+    fake = [{"N": n, "attend_s": a, "linear_s": b} for n, a, b in times]
     assert linear.crossover(fake) == 4
     assert linear.crossover(fake[:3]) is None

@@ -73,6 +73,17 @@ def patterns(n: int = 2048, path_n: int = 512) -> dict:
 PARTS = {"extrapolation": extrapolation, "paged": paged, "patterns": patterns}
 
 
+def strict_json(value):
+    """inf / nan as the strings "inf" / "nan" (JSON has no such numbers; float("inf") reads them back)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parts", nargs="*", choices=[*PARTS, []], default=list(PARTS))
@@ -84,7 +95,7 @@ def main(argv=None) -> int:
         result.update(command=f"python data/ideas/make_ideas_results.py {part}", torch=torch.__version__,
                       elapsed_s=round(time.perf_counter() - start, 1))
         path = HERE / f"{part}.json"
-        path.write_text(json.dumps(result, indent=1))
+        path.write_text(json.dumps(strict_json(result), indent=1) + "\n")
         print(f"wrote {path} ({result['elapsed_s']} s)")
     return 0
 
