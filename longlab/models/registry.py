@@ -17,6 +17,7 @@ _KINDS: dict[str, object] = {
     "pooled": "longlab.models.idea_layers:PooledAttentionLayer",
     "memorizing": "longlab.memory.memorizing:MemorizingAttention",
     "focused": "longlab.memory.focused:FocusedAttention",
+    "longmem": "longlab.memory.longmem_attention:LongMemAttention",
 }
 
 
