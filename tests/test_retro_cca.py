@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longlab.attention.reference import reference_attention
-from longlab.memory.retro_cca import cca_reference_mask, chunk_of_token, chunked_cross_attention
-from longlab.memory.retro_model import RetroConfig, RetroFitted, check_neighbour_count
+from longlab.memory.retro_cca import cca_positions, cca_reference_mask, chunk_of_token, chunked_cross_attention
+from longlab.memory.retro_model import ChunkedCrossAttention, RetroConfig, RetroFitted, check_neighbour_count
 from longlab.models import TinyLM, TinyLMConfig
+from longlab.models.rope import apply_rope, rope_tables
 
 
 def test_chunk_of_token_is_the_paper_shift():
@@ -150,3 +151,37 @@ def test_bad_input_errors():
         model(idx, nb[:, :, :, :M], lengths)
     with pytest.raises(ValueError, match="k=3 neighbours asked but only 2"):
         check_neighbour_count(3, 2)
+
+
+def test_cca_positions_align_the_neighbour_chunk_with_the_query_chunk():
+    q_pos, k_pos = cca_positions(12, 4, 8)
+    # token i reads chunk u = floor((i+1)/4) - 1 and sits at i - 4u: 3..6 (0 for the tokens that read nothing)
+    assert q_pos.tolist() == [0, 0, 0, 3, 4, 5, 6, 3, 4, 5, 6, 3] and k_pos.tolist() == list(range(8))
+
+
+def test_cca_module_equals_reference_with_rotations_applied_once():
+    """The layer = reference attention over all neighbours concatenated, the shift mask, q rotated at
+    i - u(i) m and each neighbour byte at its index p (one rotation each, in float64)."""
+    torch.manual_seed(0)
+    d, heads, m, n_chunks, k, r = 16, 2, 4, 3, 2, 8
+    layer = ChunkedCrossAttention(d, heads, m).double()
+    torch.nn.init.normal_(layer.out.weight)
+    x = torch.randn(2, m * n_chunks, d, dtype=torch.float64, requires_grad=True)
+    enc = torch.randn(2, n_chunks, k, r, d, dtype=torch.float64, requires_grad=True)
+    valid = torch.rand(2, n_chunks, k, r) < 0.7
+    valid[..., 0] = True
+    got = layer(x, enc, valid)
+    q = layer.q(layer.norm(x)).view(2, -1, heads, d // heads).transpose(1, 2)
+    kk, vv = layer.kv(enc).chunk(2, dim=-1)
+    split = lambda t: t.reshape(2, n_chunks * k * r, heads, d // heads).transpose(1, 2)  # noqa: E731
+    q_pos, k_pos = cca_positions(m * n_chunks, m, r)
+    cos, sin = rope_tables(q_pos, d // heads, dtype=torch.float64)
+    q = apply_rope(q, cos, sin)
+    cos, sin = rope_tables(k_pos.repeat(n_chunks * k), d // heads, dtype=torch.float64)
+    mask = cca_reference_mask(m * n_chunks, m, k * r, valid.reshape(2, n_chunks, k * r))
+    out, _ = reference_attention(q, apply_rope(split(kk), cos, sin), split(vv), mask=mask)
+    want = layer.out(out.transpose(1, 2).reshape(2, -1, d))
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+    w = torch.randn_like(got)
+    for g, h in zip(torch.autograd.grad((got * w).sum(), (x, enc)), torch.autograd.grad((want * w).sum(), (x, enc))):
+        torch.testing.assert_close(g, h, atol=1e-10, rtol=0)

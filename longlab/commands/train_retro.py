@@ -26,7 +26,7 @@ def register(parser) -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=900.0, help="training time limit (a safety stop)")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--encoder-layers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -96,6 +96,7 @@ def main(args) -> int:
         "command": "longlab train-retro " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                                                       if k in ("train_windows", "steps", "seconds", "seed")),
         "database": {"entries": len(db), "documents": len(db.documents), "chunk_size": db.chunk_size,
+                     "document_names": db.documents,
                      "encoder": db.identity},
         "model": repr(model), "trainable_parameters": sum(p.numel() for p in model.trainable_parameters()),
         "train": {**trained, "windows": len(train_w), "k": args.k, "batch": args.batch, "lr": args.lr,

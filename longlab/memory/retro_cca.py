@@ -9,8 +9,8 @@ so tokens 0..m-2 attend to nothing (they keep the residual: output 0 here) and t
 i = (u + 1) m - 1, is the first to read chunk u's neighbours: a token only ever uses neighbours retrieved
 with tokens at or before it. Implementation: drop the first m - 1 queries, pad m - 1 at the end, and the
 queries fall into L groups of m, group u attending to E_u (one small dense attention per chunk).
-No positions are added here (the query keeps the decoder's own, the neighbour the encoder's), so there is no
-rotary shift to get wrong, and no learned null key: a valid neighbour always has >= m visible bytes.
+This function adds no positions; `ChunkedCrossAttention` (retro_model.py) rotates q and k once, with
+`cca_positions`. No learned null key: a valid neighbour always has >= m visible bytes.
 """
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ from ..checks import positive_int
 def chunk_of_token(n: int, chunk_size: int, device=None) -> torch.Tensor:
     """u(i) = floor((i + 1) / m) - 1 for i in 0..n-1 (LongTensor (n,); -1 = attends to no neighbour)."""
     return torch.div(torch.arange(n, device=device) + 1, chunk_size, rounding_mode="floor") - 1
+
+
+def cca_positions(n: int, chunk_size: int, neighbour_len: int, device=None):
+    """RoPE positions for CCA, applied once (RETRO-pytorch shifts the queries twice): query i sits at
+    i - u(i) m, its offset from the start of the chunk u whose neighbours it reads (m - 1 .. 2m - 2; 0 for the
+    tokens that read nothing), neighbour byte p at p. So the neighbour's chunk N lines up with C_u, and the
+    neighbour byte a reader would copy (the one after its own aligned byte) is always 1 position ahead.
+    Returns (query positions (n,), key positions (neighbour_len,))."""
+    u = chunk_of_token(n, chunk_size, device)
+    q_pos = torch.where(u >= 0, torch.arange(n, device=device) - u * chunk_size, torch.zeros_like(u))
+    return q_pos, torch.arange(neighbour_len, device=device)
 
 
 def check_chunked(n: int, chunk_size: int, name: str = "sequence length") -> int:

@@ -4,7 +4,7 @@ The frozen decoder runs as trained; after its last block a retrieval block is ad
 
     E_u = Encoder(neighbours of chunk u, conditioned on H_u)      bidirectional, cross-attends to H_u
     x  <- x + CCA(norm(x), E)                                     chunked cross-attention (retro_cca.py)
-    x  <- x + MLP(norm(x))
+    x  <- x + MLP(norm(x))                                        only on tokens that read a neighbour
     logits = frozen head(frozen final norm(x))
 
 H_u are the frozen decoder's hidden states of chunk u (tokens u m .. (u+1) m - 1), so E_u depends only on
@@ -22,7 +22,7 @@ from torch import nn
 from ..checks import int_at_least, positive_int
 from ..models.layers import MLP
 from ..models.rope import apply_rope, rope_tables
-from .retro_cca import check_chunked, chunked_cross_attention
+from .retro_cca import cca_positions, check_chunked, chunk_of_token, chunked_cross_attention
 
 
 @dataclass
@@ -96,21 +96,34 @@ class NeighbourEncoder(nn.Module):
 
 
 class ChunkedCrossAttention(nn.Module):
-    """x (B, N, d) decoder states, encoded (B, L, k, R, d), valid (B, L, k, R) -> (B, N, d) update (eq. 3-4)."""
+    """x (B, N, d) decoder states, encoded (B, L, k, R, d), valid (B, L, k, R) -> (B, N, d) update (eq. 3-4).
+    Relative positions as in RETRO's CCA, through RoPE applied once (see `cca_positions`)."""
 
     def __init__(self, d: int, heads: int, chunk_size: int):
         super().__init__()
         self.heads, self.chunk_size = heads, chunk_size
         self.norm = nn.LayerNorm(d)
-        self.q, self.kv, self.out = nn.Linear(d, d, bias=False), nn.Linear(d, 2 * d, bias=False), nn.Linear(d, d)
+        # no output bias: a token that reads nothing must get exactly 0 (the residual only)
+        self.q, self.kv, self.out = (nn.Linear(d, d, bias=False), nn.Linear(d, 2 * d, bias=False),
+                                     nn.Linear(d, d, bias=False))
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+
+    def rotated(self, x, encoded):
+        """q (B, H, N, dh) and k, v (B, H, L, k R, dh), q and k rotated by `cca_positions` (once)."""
+        b, n_chunks, k, r, d = encoded.shape
+        q = _split(self.q(self.norm(x)), self.heads)
+        kk, vv = (_split(t, self.heads) for t in self.kv(encoded).chunk(2, dim=-1))  # (B, L, k, H, R, dh)
+        q_pos, k_pos = cca_positions(x.shape[1], self.chunk_size, r, x.device)
+        cos, sin = rope_tables(q_pos, q.shape[-1], dtype=q.dtype)
+        q = apply_rope(q, cos, sin)
+        cos, sin = rope_tables(k_pos, q.shape[-1], dtype=q.dtype)
+        kk = apply_rope(kk, cos, sin)
+        flat = lambda t: t.permute(0, 3, 1, 2, 4, 5).reshape(b, self.heads, n_chunks, k * r, -1)  # noqa: E731
+        return q, flat(kk), flat(vv)
 
     def forward(self, x, encoded, valid):
         b, n_chunks, k, r, d = encoded.shape
-        q = _split(self.q(self.norm(x)), self.heads)  # (B, H, N, dh)
-        kk, vv = (_split(t.reshape(b, n_chunks, k * r, d), self.heads).transpose(1, 2)
-                  for t in self.kv(encoded).chunk(2, dim=-1))  # (B, H, L, k R, dh)
+        q, kk, vv = self.rotated(x, encoded)
         out, _ = chunked_cross_attention(q, kk, vv, self.chunk_size, valid.reshape(b, n_chunks, k * r))
         return self.out(_join(out))
 
@@ -171,7 +184,8 @@ class RetroFitted(nn.Module):
                                  f"got {tuple(neighbours.shape)}")
             encoded, valid = self.encoder(neighbours, lengths, x.view(x.shape[0], n_chunks, m, -1))
             x = x + self.cca(x, encoded, valid)
-            x = x + self.mlp(self.mlp_norm(x))
+            reads = (chunk_of_token(x.shape[1], m, x.device) >= 0).to(x.dtype)[:, None]
+            x = x + self.mlp(self.mlp_norm(x)) * reads  # tokens 0..m-2 read nothing: they stay the frozen model's
         logits = self.decoder.head(self.decoder.norm(x))
         if targets is None:
             return logits, None
