@@ -2,7 +2,7 @@
 
     .venv/bin/python data/ideas/make_ideas_results.py                  # all parts, ~5 min on one thread
     .venv/bin/python data/ideas/make_ideas_results.py extrapolation    # one part: extrapolation | paged | patterns
-    .venv/bin/longlab bench linear --out data/ideas                    # linear vs dense speed (linear_cpu.csv)
+    OMP_NUM_THREADS=1 .venv/bin/longlab bench linear --out data/ideas --repeats 5   # speed (linear_cpu.csv)
 
 - extrapolation.json: next-token loss against position on 8x the trained context (2048 tokens, trained 256) of
   the committed checkpoint (data/checkpoints/tiny_memorizing; its kNN layer with an empty memory is a dense

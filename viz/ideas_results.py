@@ -1,0 +1,89 @@
+"""Measured figures of notebook 08, read from the recorded results in data/ideas (see its make script).
+
+- `extrapolation_figure(rec)`: loss vs position on 8x the trained context, one curve per position scheme;
+- `paged_figure(rec)`: recall of the true top-32 keys and output error vs fraction of pages read;
+- `linear_speed_figure(rows)`: seconds per forward, linear attention vs softmax attend, vs N;
+- `floatlike_vs_longnet_figure(rec)`: keys per query vs distance at equal FLOPs.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from viz.theme import COLORS, axis_label, branch_color
+
+SCHEME_NAMES = {"rope": "RoPE", "rerope": "ReRoPE", "leaky_rerope": "leaky ReRoPE", "sliding": "sliding window"}
+
+
+def extrapolation_figure(rec: dict) -> go.Figure:
+    ctx = rec["trained_context"]
+    fig = go.Figure()
+    for i, (scheme, curve) in enumerate(rec["curves"].items()):
+        settings = ", ".join(f"{k} = {v:g}" for k, v in curve["settings"].items())
+        x = [s + rec["bin_width"] / 2 for s in curve["bin_start"]]
+        fig.add_trace(go.Scatter(x=x, y=curve["loss"], mode="lines+markers", line=dict(color=branch_color(i)),
+                                 name=f"{SCHEME_NAMES.get(scheme, scheme)}" + (f" ({settings})" if settings else "")))
+    fig.add_vline(x=ctx, line=dict(color=COLORS["muted"], dash="dash"))
+    fig.add_annotation(x=ctx, y=1.0, yref="paper", text=f"trained context {ctx}", showarrow=False, xanchor="left")
+    fig.update_layout(title=f"Length extrapolation of the committed TinyLM ({rec['sequences']} held-out windows of "
+                            f"{rec['length']} bytes)", height=420, width=900,
+                      xaxis_title=axis_label("position in the sequence", "tokens"),
+                      yaxis_title=axis_label(f"next-token loss (mean over {rec['bin_width']} positions)", "nats"),
+                      legend=dict(x=0.02, y=0.98))
+    return fig
+
+
+def paged_figure(rec: dict) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=["recall of the true top-32 keys", "output error vs dense"])
+    groups = {}
+    for row in rec["rows"]:
+        groups.setdefault((row["keys"], row["cached_tokens"]), []).append(row)
+    for (keys, n), rows in sorted(groups.items()):
+        name = f"{keys} keys, {n // 1024}k cached"
+        style = dict(color=branch_color(0 if keys == "checkpoint" else 1), dash="solid" if n < 65536 else "dot")
+        x = [r["fraction_read"] for r in rows]
+        fig.add_trace(go.Scatter(x=x, y=[r["recall_top32"] for r in rows], name=name, mode="lines+markers",
+                                 line=style, legendgroup=name), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=[r["relative_error"] for r in rows], name=name, mode="lines+markers",
+                                 line=style, legendgroup=name, showlegend=False), row=1, col=2)
+    fig.update_xaxes(type="log", title_text=axis_label("fraction of pages read, (K + 1) / pages", "fraction"))
+    fig.update_yaxes(title_text=axis_label("recall", "fraction"), row=1, col=1)
+    fig.update_yaxes(title_text=axis_label("||out - dense|| / ||dense||", "ratio"), row=1, col=2)
+    fig.update_layout(title=f"Quest-style page selection, pages of {rec['page_size']} tokens", height=430, width=940,
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def linear_speed_figure(rows: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    n = [int(r["N"]) for r in rows]
+    for i, (key, name) in enumerate((("attend_s", "softmax attend (exact, O(N^2))"),
+                                     ("linear_s", "linear attention (O(N))"))):
+        fig.add_trace(go.Scatter(x=n, y=[float(r[key]) for r in rows], name=name, mode="lines+markers",
+                                 line=dict(color=branch_color(i))))
+    r0 = rows[0]
+    fig.update_layout(title=f"Causal forward time, {r0['heads']} heads, D = {r0['D']}, {r0['device']}",
+                      xaxis=dict(type="log", title=axis_label("sequence length N", "tokens")),
+                      yaxis=dict(type="log", title=axis_label("time per forward", "s")), height=400, width=820)
+    return fig
+
+
+def floatlike_vs_longnet_figure(rec: dict) -> go.Figure:
+    comps = rec["comparisons"]
+    fig = make_subplots(rows=1, cols=len(comps), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[f"m = {c['mantissa_bits']}" for c in comps])
+    for col, comp in enumerate(comps, start=1):
+        for i, key in enumerate(("float_like", "longnet")):
+            part = comp[key]
+            name = "float-like" if key == "float_like" else "LongNet (nearest FLOPs)"
+            fig.add_trace(go.Scatter(x=part["keys_vs_distance"]["distance"], y=part["keys_vs_distance"]["keys"],
+                                     mode="lines+markers", name=name, line=dict(color=branch_color(i)),
+                                     legendgroup=name, showlegend=col == 1,
+                                     hovertemplate=f"{name}: {part['pairs']} pairs<extra></extra>"),
+                          row=1, col=col)
+    fig.update_xaxes(type="log", title_text=axis_label("distance |i - j|", "tokens"))
+    fig.update_yaxes(type="log", title_text=axis_label("keys seen per query", "keys / distance"), col=1)
+    fig.update_layout(title=f"Allocation vs distance at equal FLOPs, N = {comps[0]['n']}, {comps[0]['heads']} heads",
+                      height=400, width=980, legend=dict(orientation="h", y=-0.3))
+    return fig
