@@ -7,7 +7,7 @@ import torch
 from longlab.models import TinyLM, TinyLMConfig
 
 
-@pytest.mark.parametrize("kind", ["linear", "pooled"])
+@pytest.mark.parametrize("kind", ["linear", "pooled", "floatlike"])
 def test_kind_runs_and_backpropagates(kind):
     torch.manual_seed(0)
     model = TinyLM(TinyLMConfig(attention=kind, context=64, d_model=32, n_heads=2, n_layers=2, window=8))
@@ -18,7 +18,7 @@ def test_kind_runs_and_backpropagates(kind):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize("kind", ["linear", "pooled"])
+@pytest.mark.parametrize("kind", ["linear", "pooled", "floatlike"])
 def test_kind_is_causal(kind):
     torch.manual_seed(0)
     model = TinyLM(TinyLMConfig(attention=kind, context=64, d_model=32, n_heads=2, n_layers=2, window=8)).eval()
@@ -66,3 +66,16 @@ def test_position_config_errors():
     model = TinyLM(TinyLMConfig(attention="sliding", position="rerope", context=16, d_model=16, n_heads=2))
     with pytest.raises(ValueError, match="position='rope'"):
         model(torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_floatlike_mantissa_config():
+    with pytest.raises(ValueError, match="float_mantissa"):
+        TinyLMConfig(float_mantissa=-1)
+    # m large enough that every distance < context is on the grid: the layer is dense attention
+    torch.manual_seed(0)
+    dense = TinyLM(TinyLMConfig(context=32, d_model=16, n_heads=2)).eval()
+    wide = TinyLM(TinyLMConfig(context=32, d_model=16, n_heads=2, attention="floatlike", float_mantissa=5)).eval()
+    wide.load_state_dict(dense.state_dict())
+    idx = torch.randint(0, 256, (1, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(wide(idx)[0], dense(idx)[0], atol=1e-5, rtol=0)

@@ -30,3 +30,16 @@ class PooledAttentionLayer(SelfAttention):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, window={self.config.window}, pool_block={self.config.pool_block}"
+
+
+class FloatLikeAttentionLayer(SelfAttention):
+    """Causal float-like sparse attention (longlab.attention.floatlike): every key closer than 2^m, then 2^m keys
+    per octave of distance, m = `config.float_mantissa`, on the gathered kernel."""
+
+    def mix(self, q, k, v):
+        from ..attention.floatlike import floatlike_attention
+
+        return floatlike_attention(q, k, v, self.config.float_mantissa, causal=True)[0]
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mantissa_bits={self.config.float_mantissa}"

@@ -15,6 +15,7 @@ _KINDS: dict[str, object] = {
     "dilated": "longlab.models.layers:DilatedAttentionLayer",
     "linear": "longlab.models.idea_layers:LinearAttentionLayer",
     "pooled": "longlab.models.idea_layers:PooledAttentionLayer",
+    "floatlike": "longlab.models.idea_layers:FloatLikeAttentionLayer",
     "memorizing": "longlab.memory.memorizing:MemorizingAttention",
     "focused": "longlab.memory.focused:FocusedAttention",
     "longmem": "longlab.memory.longmem_attention:LongMemAttention",

@@ -42,6 +42,7 @@ class TinyLMConfig:
     rerope_window: int = 64  # rerope: keys closer than this get normal RoPE
     rerope_leak: float | None = None  # rerope: None = plain ReRoPE; s >= 1 = leaky (w + (i - j - w) / s)
     pool_block: int = 16  # pooled: tokens averaged into one pooled key/value (local window = `window`)
+    float_mantissa: int = 2  # floatlike: mantissa bits m (every distance < 2^m, then 2^m keys per octave)
     extra: dict = field(default_factory=dict)  # free-form options for kinds added later
 
     def __post_init__(self):
@@ -59,6 +60,8 @@ class TinyLMConfig:
         for kind in kinds:
             if kind not in attention_kinds():
                 raise ValueError(f"unknown attention kind {kind!r}; choose from {attention_kinds()}")
+        if isinstance(self.float_mantissa, bool) or not isinstance(self.float_mantissa, int) or self.float_mantissa < 0:
+            raise ValueError(f"TinyLMConfig.float_mantissa must be an int >= 0, got {self.float_mantissa!r}")
         if self.position not in ("rope", "rerope"):
             raise ValueError(f"position must be 'rope' or 'rerope', got {self.position!r}")
         if self.position == "rerope":
