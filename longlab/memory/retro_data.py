@@ -46,6 +46,10 @@ class RetroWindows:
         p, n_chunks, k, r = self.neighbours.shape
         return f"RetroWindows({p} windows of {self.tokens.shape[1] - 1} bytes, {n_chunks} chunks x {k} neighbours)"
 
+    def subset(self, index) -> RetroWindows:
+        """The windows at rows `index` (a slice, int list or tensor)."""
+        return RetroWindows(*(getattr(self, f.name)[index] for f in fields(self)))
+
     def batch(self, index, k: int):
         """x, y (b, N), neighbours (b, L, k, 2m), lengths (b, L, k) for window rows `index`, first k neighbours."""
         from .retro_model import check_neighbour_count
