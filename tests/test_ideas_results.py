@@ -84,3 +84,21 @@ def test_patterns_recorded_pairs_recompute():
         ratio = comp["float_like"]["pairs"] / comp["longnet"]["pairs"]
         assert 0.5 < ratio < 2  # equal FLOPs within the schedule grid's factor-2 steps
         assert float(comp["float_like"]["path_length_causal"]) < float("inf")
+
+
+def test_linear_speed_recorded():
+    from longlab.bench.common import read_csv
+    from longlab.bench.linear import crossover
+
+    path = DATA / "linear_cpu.csv"
+    if not path.exists():
+        pytest.fail(f"{path} is missing; regenerate with OMP_NUM_THREADS=1 longlab bench linear --out data/ideas")
+    rows = [{"N": int(r["N"]), "attend_s": float(r["attend_s"]), "linear_s": float(r["linear_s"])}
+            for r in read_csv(path)]
+    assert [r["N"] for r in rows] == sorted(r["N"] for r in rows)
+    cross = crossover(rows)
+    assert cross is not None and cross <= 4096  # O(N) overtakes O(N^2) well inside the measured range
+    # the gap widens with N: softmax time grows faster than linear time from the crossover on
+    grow_soft = rows[-1]["attend_s"] / rows[0]["attend_s"]
+    grow_lin = rows[-1]["linear_s"] / rows[0]["linear_s"]
+    assert grow_soft > 4 * grow_lin

@@ -2,6 +2,7 @@
 
     .venv/bin/python data/ideas/make_ideas_results.py                  # all parts, ~5 min on one thread
     .venv/bin/python data/ideas/make_ideas_results.py extrapolation    # one part: extrapolation | paged | patterns
+    .venv/bin/python data/ideas/make_ideas_results.py quality --kinds dense linear   # quality, ~2-5 min a kind
     OMP_NUM_THREADS=1 .venv/bin/longlab bench linear --out data/ideas --repeats 5   # speed (linear_cpu.csv)
 
 - extrapolation.json: next-token loss against position on 8x the trained context (2048 tokens, trained 256) of
@@ -12,6 +13,9 @@
   top-32 keys, relative output error, bytes and seconds per decoded token against a dense cache, for the
   checkpoint's last-layer keys (pre-RoPE, read in 256-token windows over the held-out files) and for random
   Gaussian keys; 16 decoding queries taken right after the cache;
+- quality_<kind>.json: the same TinyLM (2 layers, d 128, context 256) trained 300 steps (batch 8, seed 0) on the
+  source corpus with each attention kind (dense, sliding 64, dilated at float-like m = 2's FLOPs, float-like m = 2,
+  pooled p = 16 + window 64, linear); held-out loss and seconds (shared machine);
 - patterns.json: float-like (m = 0..3) against the LongNet schedule of nearest FLOPs at N = 2048, 4 heads:
   pairs, keys vs distance, dependency path length (N = 512), block density (64-blocks).
 Times are measured on a shared 2-core machine (other jobs running): ratios within one run only.
@@ -28,9 +32,11 @@ import torch
 
 from longlab.analysis.extrapolation import binned, document_windows, loss_by_position, variant
 from longlab.analysis.paged_eval import capture_qkv, selection_rows
-from longlab.analysis.pattern_compare import compare
-from longlab.models import load_checkpoint
-from longlab.tasks import held_out_long_files
+from longlab.analysis.pattern_compare import compare, longnet_at_equal_pairs
+from longlab.attention.floatlike import FloatLike
+from longlab.attention.patterns import Dense, Dilated
+from longlab.models import TinyLM, TinyLMConfig, TrainConfig, load_checkpoint, train
+from longlab.tasks import held_out_long_files, split_source_documents, unigram_loss
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINT = HERE.parent / "checkpoints" / "tiny_memorizing.safetensors"
@@ -66,11 +72,43 @@ def paged(sizes=(16384, 131072), page_size: int = 16, kept=(1, 4, 16, 64, 256, 1
     return {"page_size": page_size, "queries": queries, "layer": model.config.n_layers - 1, "rows": rows}
 
 
+QUALITY_KINDS = ("dense", "sliding", "dilated", "floatlike", "pooled", "linear")
+
+
+def quality_config(kind: str) -> TinyLMConfig:
+    """The same TinyLM (2 layers, d 128, 4 heads, context 256) with one attention kind; dilated takes the LongNet
+    schedule whose pairs are nearest to float-like m = 2's at N = 256 (equal FLOPs)."""
+    base = dict(context=256, d_model=128, n_layers=2, n_heads=4, window=64, pool_block=16, float_mantissa=2)
+    if kind == "dilated":
+        equal = longnet_at_equal_pairs(256, FloatLike(2, causal=True).pairs(4, 256), 4)
+        base.update(segment_lengths=equal.segment_lengths, dilation_rates=equal.dilation_rates)
+    return TinyLMConfig(attention=kind, **base)
+
+
+def quality(kinds=QUALITY_KINDS, steps: int = 300, seed: int = 0) -> dict:
+    """Same budget (steps, batch, lr, seed, data order) per attention kind; held-out loss, seconds, history."""
+    train_docs, val_docs = split_source_documents()
+    train_tokens, val_tokens = [d.tokens() for d in train_docs], [d.tokens() for d in val_docs]
+    runs = {}
+    for kind in kinds:
+        torch.manual_seed(seed)
+        config = quality_config(kind)
+        model = TinyLM(config)
+        pairs = {"dense": Dense(True).pairs(4, 256), "floatlike": FloatLike(2, True).pairs(4, 256),
+                 "dilated": Dilated(config.segment_lengths, config.dilation_rates, causal=True).pairs(4, 256)}
+        result = train(model, train_tokens, val_tokens, TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup=20,
+                                                                      eval_every=100, eval_windows=256, seed=seed))
+        runs[kind] = {"model": repr(model), "pairs_per_layer": pairs.get(kind), "val_loss": result.final_val_loss,
+                      "elapsed_s": round(result.elapsed_s, 1), "history": result.history}
+    return {"steps": steps, "batch_size": 8, "eval_windows": 256, "runs": runs,
+            "unigram_val_loss": unigram_loss(train_docs, val_docs)}
+
+
 def patterns(n: int = 2048, path_n: int = 512) -> dict:
     return {"comparisons": [compare(n, m, heads=4, path_n=path_n) for m in range(4)]}
 
 
-PARTS = {"extrapolation": extrapolation, "paged": paged, "patterns": patterns}
+PARTS = {"extrapolation": extrapolation, "paged": paged, "patterns": patterns, "quality": quality}
 
 
 def strict_json(value):
@@ -86,11 +124,24 @@ def strict_json(value):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("parts", nargs="*", choices=[*PARTS, []], default=list(PARTS))
+    parser.add_argument("parts", nargs="*", help=f"any of {list(PARTS)} (default: all)")
+    parser.add_argument("--kinds", nargs="+", default=list(QUALITY_KINDS), help="quality: attention kinds to train")
     args = parser.parse_args(argv)
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {list(PARTS)}")
     torch.set_num_threads(1)
     for part in args.parts or list(PARTS):
         start = time.perf_counter()
+        if part == "quality":  # one file per kind, so each run stays a few minutes and can be redone alone
+            for kind in args.kinds:
+                result = quality((kind,))
+                result.update(command=f"python data/ideas/make_ideas_results.py quality --kinds {kind}",
+                              torch=torch.__version__)
+                path = HERE / f"quality_{kind}.json"
+                path.write_text(json.dumps(strict_json(result), indent=1) + "\n")
+                print(f"wrote {path}")
+            continue
         result = PARTS[part]()
         result.update(command=f"python data/ideas/make_ideas_results.py {part}", torch=torch.__version__,
                       elapsed_s=round(time.perf_counter() - start, 1))
