@@ -151,7 +151,7 @@ display(Markdown(
 # several times in the softmax, exactly as the lse merge of branches does. Move the sliders: `pattern`
 # switches dense / sliding window / dilated; a dilated pattern uses LongNet's geometric schedule
 # w_i = w0 * α^i, r_i = α^i (α, the slider `ratio α`, is the common ratio of both); different heads keep
-# different rows (offsets). In the static site this figure shows the default settings; sliders need a kernel.
+# different rows (offsets).
 #
 # **Try this** (answers below, computed; click to open):
 # 1. Set `ratio α` = 1. What does the dilated pattern become, and what happens to its cost? Why?
