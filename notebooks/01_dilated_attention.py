@@ -35,7 +35,8 @@
 # 3. scatter the rows back (rows not kept get 0) and concatenate the segments (eq. 7);
 # 4. combine the branches with weights proportional to their softmax denominators (eqs. 9-10):
 #    $O = \sum_i \beta_i O_i$, $\beta_i = s_i / \sum_j s_j$, i.e. $\beta_i = \mathrm{softmax}_i(\mathrm{lse}_i)$, where
-#    $s_i = \sum_j e^{q \cdot k_j / \sqrt d}$ is branch $i$'s softmax denominator for that row and
+#    $s_i = \sum_j e^{q \cdot k_j / \sqrt d}$ (over the keys branch $i$ shows the row; $d$ is the head width) is
+#    branch $i$'s softmax denominator for that row and
 #    $\mathrm{lse}_i = \log s_i$ its log-sum-exp (the kernel returns it next to the output).
 #
 # **The branches are combined by these lse weights $\beta_i$ (paper eq. 10), not concatenated** (as some summaries
