@@ -55,6 +55,7 @@ from IPython.display import Markdown, display
 
 from longlab.analysis.allocation import effective_allocation, fit_decay, keys_vs_distance, log_binned
 from longlab.analysis.paths import dependency_path_length
+from longlab.attention.floatlike import FloatLike
 from longlab.attention.patterns import Dense, Dilated, SlidingWindow
 from viz.allocation import allocation_explorer, effective_figure, path_length_figure, structural_figure
 from viz.dilated_explorer import markdown_table
@@ -62,7 +63,8 @@ from viz.teaching import answer
 
 dilated = Dilated.geometric(W0, ALPHA, BRANCHES, causal=CAUSAL)
 patterns = {"dense": Dense(CAUSAL), f"sliding window {W0}": SlidingWindow(W0, CAUSAL),
-            f"dilated w0={W0}, alpha={ALPHA}, {BRANCHES} branches": dilated}
+            f"dilated w0={W0}, alpha={ALPHA}, {BRANCHES} branches": dilated,
+            "float-like m=1 (notebook 08)": FloatLike(1, CAUSAL)}
 dilated
 
 # %% [markdown]
@@ -148,7 +150,8 @@ display(answer(
 # Counting each key once per branch that shows it (what the lse merge weights by) instead of once:
 
 # %%
-display(structural_figure({"dilated, distinct keys": dilated}, HEADS, N, fit=None))
+display(structural_figure({"dilated, distinct keys": dilated, "float-like m=1 (notebook 08)": FloatLike(1, CAUSAL)},
+                          HEADS, N, fit=None))
 display(structural_figure({"dilated, counted per branch": dilated}, HEADS, N, union=False, fit=None))
 
 # %% [markdown]
