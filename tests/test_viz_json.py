@@ -113,10 +113,10 @@ def memory_objects():
 def cases(memory_objects):
     from longlab.analysis.allocation import effective_allocation
     from longlab.parallel import simulate
-    from longlab.parallel.compare import random_qkv
     from longlab.parallel.holdings import holdings
     from viz import allocation, complexity, dilated_explorer, memory_explorer, parallel_cost, parallel_trace
     from viz import pattern_heatmap as ph
+    from viz.parallel_compare import random_qkv
 
     ret, curve, sweep = memory_objects
     dil = Dilated.geometric(4, 2, 3)
@@ -157,24 +157,26 @@ def cases(memory_objects):
     }
 
 
-def figure_functions():
-    """(module, name) of every public function in viz/ that returns a figure or an explorer."""
+# Modules whose every figure function has a case above; the live-widget check below covers every module.
+CASE_MODULES = ("allocation", "complexity", "dilated_explorer", "memory_explorer", "parallel_cost",
+                "parallel_trace", "pattern_heatmap", "tour")
+
+
+def viz_functions():
+    """(module, name, function) of every public module-level function of every viz module."""
     found = []
     for info in pkgutil.iter_modules(viz.__path__):
-        if info.name == "widgets":  # the generic wrappers, exercised by every explorer below
-            continue
         module = importlib.import_module(f"viz.{info.name}")
         for name, fn in inspect.getmembers(module, inspect.isfunction):
-            if fn.__module__ != module.__name__ or name.startswith("_"):
-                continue
-            returns = str(inspect.signature(fn).return_annotation)
-            if "Figure" in returns or name.endswith(("_explorer", "_figure")):
-                found.append((module.__name__, name))
+            if fn.__module__ == module.__name__ and not name.startswith("_"):
+                found.append((info.name, name, fn))
     return found
 
 
-def test_every_figure_function_has_a_case(memory_objects):
-    missing = [f"{m}.{n}" for m, n in figure_functions() if n not in cases(memory_objects)]
+def test_every_figure_function_of_the_case_modules_has_a_case(memory_objects):
+    """A function returning a figure (or an explorer) in CASE_MODULES needs a case in `cases`."""
+    missing = [f"viz.{m}.{n}" for m, n, fn in viz_functions() if m in CASE_MODULES and n not in cases(memory_objects)
+               and ("Figure" in str(inspect.signature(fn).return_annotation) or n.endswith(("_explorer", "_figure")))]
     assert not missing, f"add a case to tests/test_viz_json.py for: {missing}"
 
 
@@ -196,14 +198,6 @@ def test_nonfinite_finds_nan_and_inf():
     assert nonfinite(go.Figure(go.Heatmap(z=np.array([[1, None]], dtype=object))).to_plotly_json()) == []
 
 
-EXPLORERS = {
-    "pattern_explorer": ("viz.pattern_heatmap", dict(n=16)),
-    "dilated_explorer": ("viz.dilated_explorer", dict(n=16)),
-    "allocation_explorer": ("viz.allocation", dict(n=64)),
-    "trace_explorer": ("viz.parallel_trace", dict(seq_len=32)),
-}
-
-
 def _move(control):
     """Set a control to another allowed value (the next option, one step, the other boolean)."""
     if isinstance(control, ipywidgets.Checkbox):
@@ -216,12 +210,23 @@ def _move(control):
         control.value = control.value + step if control.value + step <= control.max else control.value - step
 
 
-@pytest.mark.parametrize("name", sorted(EXPLORERS))
-def test_live_explorer_messages_are_json(name, comms):
-    module, kwargs = EXPLORERS[name]
-    box = getattr(importlib.import_module(module), name)(flag=True, **kwargs)
+def default_explorers():
+    """Every `*_explorer` function of viz that can be built from its defaults (all of them but those that need
+    data, which get their own test)."""
+    found = []
+    for module, name, fn in viz_functions():
+        params = inspect.signature(fn).parameters.values()
+        if name.endswith("_explorer") and all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                                              for p in params):
+            found.append(pytest.param(fn, id=f"{module}.{name}"))
+    return found
+
+
+@pytest.mark.parametrize("make", default_explorers())
+def test_live_explorer_messages_are_json(make, comms):
+    """Every message of a live explorer, from opening it through one move of each control, is valid JSON."""
+    box = make(flag=True)
     assert isinstance(box, ipywidgets.VBox)
-    box.figure.comm  # noqa: B018  (opens the figure's comm)
     for control in box.controls.values():
         _move(control)
     messages = [m for c in comms for m in c.messages]

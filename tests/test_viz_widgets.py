@@ -56,3 +56,33 @@ def test_explorer_rejects_bad_input():
         widgets.explorer(_figure, {})
     with pytest.raises(TypeError, match=r"controls\['n'\]"):
         widgets.explorer(_figure, {"n": 3})
+
+
+def test_explorer_hides_controls_that_do_not_apply():
+    kind, size = w.Dropdown(options=["a", "b"], value="a"), w.IntSlider(value=2, min=1, max=9)
+    box = widgets.explorer(lambda kind, n: _figure(n), {"kind": kind, "n": size}, flag=True,
+                           shown_when={"n": lambda v: v["kind"] == "b"})
+    assert size.layout.display == "none"
+    kind.value = "b"
+    assert size.layout.display is None
+    size.value = 5
+    assert box.figure.layout.title.text == "n=5"
+    with pytest.raises(ValueError, match="not controls"):
+        widgets.explorer(_figure, {"n": w.IntSlider()}, flag=True, shown_when={"m": lambda v: True})
+
+
+def test_pattern_explorer_shows_only_the_sliders_of_the_chosen_kind():
+    from viz.pattern_heatmap import pattern_explorer
+
+    box = pattern_explorer(kind="dilated", n=8, flag=True)
+    shown = {name for name, c in box.controls.items() if c.layout.display != "none"}
+    assert "window" not in shown and {"segment", "ratio", "branches"} <= shown
+    box.controls["kind"].value = "sliding"
+    shown = {name for name, c in box.controls.items() if c.layout.display != "none"}
+    assert "window" in shown and not {"segment", "ratio", "branches"} & shown
+
+
+def test_gaps_turns_masked_and_non_finite_values_into_none():
+    z = widgets.gaps([[1.0, float("nan")], [float("inf"), 4.0]], keep=[[True, True], [True, False]])
+    assert z.tolist() == [[1.0, None], [None, None]]
+    assert widgets.gaps([0.5, -1.0]).tolist() == [0.5, -1.0]

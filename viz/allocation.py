@@ -17,6 +17,11 @@ from viz.theme import COLORS, axis_label, series_color
 from viz.widgets import explorer
 
 
+def _on_log_axis(values) -> list:
+    """Values for a log axis: zero (nothing at that distance) becomes a gap, not a line diving to -infinity."""
+    return [float(v) if v > 0 else None for v in values]
+
+
 def structural_figure(patterns: dict[str, Pattern], heads: int, n: int, fit: str | None = None,
                       union: bool = True) -> go.Figure:
     """Mean number of keys at distance d per query (geometric bins), one curve per pattern; fits for `fit`
@@ -27,14 +32,14 @@ def structural_figure(patterns: dict[str, Pattern], heads: int, n: int, fit: str
     for i, (name, pattern) in enumerate(patterns.items()):
         d, counts = keys_vs_distance(pattern, heads, n, union=union)
         centres, means = log_binned(d, counts)
-        fig.add_trace(go.Scatter(x=centres, y=means, name=name, mode="lines+markers",
+        fig.add_trace(go.Scatter(x=centres, y=_on_log_axis(means), name=name, mode="lines+markers",
                                  line=dict(color=series_color(name, i), width=2),
                                  hovertemplate="d ~ %{x:.0f}: %{y:.3g} keys<extra>" + name + "</extra>"))
         if name == fit:
             for kind, dash in (("exponential", "dash"), ("power", "dot")):
                 f = fit_decay(centres, means)[kind]
-                grid = np.geomspace(1, centres.max(), 60)
-                fig.add_trace(go.Scatter(x=grid, y=f.predict(grid), name=f.describe(), mode="lines",
+                grid = np.geomspace(1, centres[means > 0].max(), 60)  # only where the pattern has keys
+                fig.add_trace(go.Scatter(x=grid, y=_on_log_axis(f.predict(grid)), name=f.describe(), mode="lines",
                                          line=dict(color=COLORS["accent"], dash=dash, width=1.5)))
     fig.update_layout(title=f"Keys a query can see at each distance (N = {n}, {heads} heads, "
                             f"{'distinct keys' if union else 'counted once per branch'})",
@@ -47,14 +52,15 @@ def structural_figure(patterns: dict[str, Pattern], heads: int, n: int, fit: str
 
 
 def effective_figure(results: dict, title: str = "Attention weight vs distance (kernel on random inputs)"):
-    """results: name -> EffectiveAllocation. Log-binned mean weight per unit distance, log-log."""
+    """results: name -> EffectiveAllocation. The share of a query's attention weight that lands at distance d
+    (averaged over queries, then over the distances of each geometric bin), log-log; empty bins are gaps."""
     fig = go.Figure()
     for i, (name, res) in enumerate(results.items()):
         centres, means = log_binned(res.distance, res.weight)
-        fig.add_trace(go.Scatter(x=centres, y=means, name=f"{name} (self: {res.weight[0]:.3g})",
+        fig.add_trace(go.Scatter(x=centres, y=_on_log_axis(means), name=f"{name} (self: {res.weight[0]:.3g})",
                                  mode="lines+markers", line=dict(color=series_color(name, i), width=2)))
     fig.update_layout(title=title, xaxis_title=axis_label("distance |i - j|", "tokens"),
-                      yaxis_title=axis_label("attention weight at that distance", "per query, per token of distance"))
+                      yaxis_title=axis_label("attention at distance d", "share of the query's weight"))
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_layout(width=900, height=460)

@@ -90,7 +90,7 @@ def masking_vs_gathering(pattern: Dilated, n: int, heads: int, head: int = 0, bl
     Right: FLOPs of dense masking, block masking and gathering, from `longlab.analysis.complexity`."""
     occ = pattern.block_occupancy(heads, n, block)[head].numpy().astype(float)
     costs = masked_costs(pattern, heads, n, head_dim=64, block=block)
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.36, 0.36, 0.28], horizontal_spacing=0.08,
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.34, 0.36, 0.30], horizontal_spacing=0.1,
                         subplot_titles=(f"block mask: {int(occ.sum())}/{occ.size} tiles of {block}x{block}",
                                         "gathered: one dense block per segment", "work (all heads, d = 64)"))
     fig.add_trace(go.Heatmap(z=occ, colorscale=[[0, COLORS["empty"]], [1, method_color("dense")]], showscale=False,
@@ -107,20 +107,22 @@ def masking_vs_gathering(pattern: Dilated, n: int, heads: int, head: int = 0, bl
                 x += blk.rows
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=pattern.branch_names()[b],
                                  marker=dict(color=branch_color(b), symbol="square", size=12)), row=1, col=2)
-    fig.update_xaxes(range=[0, max(x, 1)], title_text="gathered rows, laid side by side", row=1, col=2)
+    fig.update_xaxes(range=[0, max(x, 1)], title_text=axis_label("gathered rows, side by side", "rows"), row=1, col=2)
     tallest = max((blk.rows for b in range(pattern.num_branches) for blk in branch_blocks(pattern, b, heads, n)),
                   default=1)
-    fig.update_yaxes(range=[0, tallest * 1.15], title_text="rows per block (each block: rows x rows)", row=1, col=2)
+    fig.update_yaxes(range=[0, tallest * 1.15], title_text=axis_label("block side", "rows"), row=1, col=2)
     names = ["dense mask", "block mask", "gathered"]
     fig.add_trace(go.Bar(x=names, y=[costs[k] for k in names], showlegend=False,
                          marker_color=[method_color("dense"), method_color("sliding"), method_color("dilated")],
                          text=[f"{costs[k] / costs['gathered']:.1f}x" for k in names], textposition="outside"),
                   row=1, col=3)
-    fig.update_yaxes(type="log", title_text="FLOPs", row=1, col=3)
+    fig.update_yaxes(type="log", title_text=axis_label("work", "FLOP"), tickformat=".2s", nticks=4, row=1, col=3)
+    fig.update_xaxes(title_text="kernel", row=1, col=3)
     fig.update_yaxes(autorange="reversed", row=1, col=1, title_text=axis_label("query", "token"))
     fig.update_xaxes(title_text=axis_label("key", "token"), row=1, col=1)
     fig.update_layout(title=f"Masking vs gathering: {pattern_label(pattern)}, N = {n}, head {head}")
-    fig.update_layout(width=1100, height=430)
+    fig.update_layout(height=470, legend=dict(orientation="h", x=0.34, xanchor="left", y=-0.28, yanchor="top"),
+                      margin=dict(b=120))
     return fig
 
 

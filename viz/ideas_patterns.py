@@ -22,7 +22,7 @@ from longlab.attention.patterns import Dilated
 from longlab.attention.pooling import pooled_key_set
 from longlab.attention.rerope import rerope_relative
 from viz.theme import COLORS, axis_label, branch_color
-from viz.widgets import explorer
+from viz.widgets import explorer, gaps
 
 
 def _mask_heatmap(z, name, colorscale=None, zmax=None):
@@ -61,7 +61,7 @@ def rerope_positions(n: int = 48, window: int = 16, leak: float = 0.0) -> go.Fig
     fig = make_subplots(rows=1, cols=2, subplot_titles=["RoPE: i - j", f"{name}: w = {window}"],
                         horizontal_spacing=0.08)
     for col, z in ((1, dist.double()), (2, rel)):
-        fig.add_trace(go.Heatmap(z=torch.where(causal, z, torch.nan).numpy(), zmin=0, zmax=n - 1,
+        fig.add_trace(go.Heatmap(z=gaps(z.numpy(), causal.numpy()), zmin=0, zmax=n - 1,
                                  colorscale="Viridis", showscale=col == 2,
                                  colorbar=dict(title="relative<br>position"),
                                  hovertemplate="query %{y}, key %{x}: rel %{z:.2f}<extra></extra>"), row=1, col=col)
@@ -164,7 +164,7 @@ def rerope_explorer(n=48, window=16, leak=0.0, flag=None):
     import ipywidgets as w
 
     return explorer(rerope_positions, {"n": _slider(n, 8, 128, 8, "N"), "window": _slider(window, 1, 64, 1, "w"),
-                                       "leak": w.FloatSlider(value=leak, min=0, max=16, step=0.5,
+                                       "leak": w.FloatSlider(value=leak, min=0, max=16, step=1,
                                                              description="s (0 = inf)", continuous_update=False)},
                     flag)
 

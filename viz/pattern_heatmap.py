@@ -97,7 +97,7 @@ def pattern_explorer(kind: str = "dilated", n: int = 32, heads: int = 4, head: i
     """Sliders for pattern kind, N, head, window, segment, ratio, branches, causal around pattern_heatmap.
 
     Returns the ipywidgets VBox from viz.widgets.explorer when interactive, else the go.Figure for the
-    given values (headless notebook runs). Sliders that do not apply to the chosen kind are ignored.
+    given values (headless notebook runs). Sliders that do not apply to the chosen kind are hidden.
     """
     import ipywidgets as w
 
@@ -121,4 +121,6 @@ def pattern_explorer(kind: str = "dilated", n: int = 32, heads: int = 4, head: i
                                causal=causal)
         return pattern_heatmap(pattern, n, heads=heads, head=head)
 
-    return explorer(draw, controls, flag=flag)
+    only = {"window": ("sliding",), "segment": ("dilated",), "ratio": ("dilated",), "branches": ("dilated",)}
+    shown_when = {name: (lambda v, kinds=kinds: v["kind"] in kinds) for name, kinds in only.items()}
+    return explorer(draw, controls, flag=flag, shown_when=shown_when)

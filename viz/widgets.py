@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import plotly.graph_objects as go
 
 HEADLESS_ENV = "LONGLAB_HEADLESS"
@@ -36,6 +37,17 @@ def interactive(flag: bool | None = None) -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def gaps(values, keep=None) -> np.ndarray:
+    """`values` as an object array with None wherever `keep` is False or the value is not finite: plotly draws
+    None as a gap, and None is valid JSON, while a NaN sent by a live FigureWidget is not (jupyter-client warns
+    "Out of range float values are not JSON compliant")."""
+    values = np.asarray(values, dtype=float)
+    keep = np.isfinite(values) if keep is None else np.asarray(keep, dtype=bool) & np.isfinite(values)
+    out = values.astype(object)
+    out[~keep] = None
+    return out
+
+
 def as_widget(fig: go.Figure, flag: bool | None = None):
     """go.FigureWidget(fig) when interactive(flag), else `fig` unchanged."""
     return go.FigureWidget(fig) if interactive(flag) else fig
@@ -50,13 +62,15 @@ def replace_figure(target: go.FigureWidget, new: go.Figure) -> None:
 
 
 def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, object], flag: bool | None = None,
-             columns: int = 3):
+             columns: int = 3, shown_when: Mapping[str, Callable[[dict], bool]] | None = None):
     """Slider-driven figure: `make_figure(**{name: control.value})` redrawn whenever a control changes.
 
     controls: name -> ipywidgets control (IntSlider, Dropdown, Checkbox, ...); names are make_figure's
-    keyword arguments. Returns an ipywidgets VBox (controls on top, a FigureWidget below) when interactive,
-    else the static go.Figure for the controls' current values. The VBox keeps `.figure` (the FigureWidget)
-    and `.controls` attributes for tests and notebooks.
+    keyword arguments. shown_when: name -> predicate on the current values; the control is shown only while it
+    holds (a slider that does not apply to the chosen option is hidden, not left inert). Returns an ipywidgets
+    VBox (controls on top, a FigureWidget below) when interactive, else the static go.Figure for the controls'
+    current values. The VBox keeps `.figure` (the FigureWidget) and `.controls` attributes for tests and
+    notebooks.
     """
     if not callable(make_figure):
         raise TypeError(f"make_figure must be callable, got {type(make_figure).__name__}")
@@ -74,10 +88,22 @@ def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, objec
 
     import ipywidgets as w
 
+    shown_when = dict(shown_when or {})
+    unknown = set(shown_when) - set(controls)
+    if unknown:
+        raise ValueError(f"shown_when names {sorted(unknown)}, which are not controls; use names of {list(controls)}")
     figure = go.FigureWidget(make_figure(**values()))
 
+    def show_applicable():
+        now = values()
+        for name, applies in shown_when.items():
+            controls[name].layout.display = None if applies(now) else "none"
+
     def redraw(_change=None):
+        show_applicable()
         replace_figure(figure, make_figure(**values()))
+
+    show_applicable()
 
     for control in controls.values():
         control.observe(redraw, names="value")
