@@ -54,6 +54,7 @@ VOLUME_N, VOLUME_P, VOLUME_HEADS, VOLUME_HEAD_DIM = 512, 4, 8, 16       # commun
 VOLUME_WORLDS, VOLUME_LENGTHS = (2, 4, 8), (256, 512, 1024, 2048)
 WORK_N, WORK_P = 1024, 4                                                # causal work per rank
 REAL_WORLD, REAL_N, REAL_HEADS, REAL_HEAD_DIM = 2, 1024, 4, 32          # the real gloo run
+CALIBRATION = "../data/gloo_alpha_beta.json"  # alpha/beta measured by `longlab parallel --calibrate`
 
 # %%
 import torch
@@ -62,11 +63,10 @@ from IPython.display import Markdown, display
 import longlab
 from longlab.analysis.activation_memory import activation_bytes_per_rank, activation_elements_per_rank
 from longlab.analysis.dense_cost import format_bytes
-from longlab.parallel import cost, simulate
-from longlab.parallel.calibrate import DEFAULT_PATH, load_alpha_beta
-from longlab.parallel.compare import measure_methods, method_options, random_qkv
-from longlab.parallel.ring import causal_pairs_per_rank
+from longlab.parallel import cost, load_alpha_beta, simulate
+from longlab.parallel.methods.ring import causal_pairs_per_rank
 from viz.dilated_explorer import markdown_table
+from viz.parallel_compare import measure_methods, method_options, random_qkv
 from viz.parallel_cost import causal_work_figure, measured_figure, volume_figure
 from viz.parallel_trace import trace_explorer
 from viz.teaching import answer
@@ -219,7 +219,7 @@ causal_work_figure(WORK_N, WORK_P)
 # compute dominates the measured time; on GPUs with a fast link the balance shifts.
 
 # %%
-model = load_alpha_beta(DEFAULT_PATH)
+model = load_alpha_beta(CALIBRATION)
 measured = measure_methods(["ulysses", "ring", "zigzag", "longnet"], REAL_WORLD, REAL_N, REAL_HEADS,
                            REAL_HEAD_DIM, causal=True, model=model)
 assert all(r["bytes_sent"] == r["formula_bytes"] for r in measured)  # measured bytes = formula, every rank

@@ -9,13 +9,11 @@ from hypothesis import strategies as st
 
 from longlab.attention.patterns import Dilated
 from longlab.attention.reference import reference_attention
-from longlab.parallel import cost, layout
+from longlab.parallel import AlphaBeta, SimWorld, cost, get_method, sharding, simulate
+from longlab.parallel.comm.ops import heads_to_seq, seq_to_heads
 from longlab.parallel.holdings import holdings
-from longlab.parallel.ops import heads_to_seq, seq_to_heads
-from longlab.parallel.ring import causal_pairs_per_rank
-from longlab.parallel.sim_group import SimWorld
-from longlab.parallel.simulate import simulate
-from longlab.parallel.trace import AlphaBeta
+from longlab.parallel.methods import METHODS
+from longlab.parallel.methods.ring import causal_pairs_per_rank
 
 LONGNET = {"segment_lengths": (4, 8, 32), "dilation_rates": (1, 2, 4)}
 OPTS = {"ulysses": {}, "ring": {}, "zigzag": {}, "longnet": LONGNET}
@@ -57,13 +55,13 @@ def assert_equals_single_device(method, out, q, k, v, causal, atol=1e-10):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("world", [2, 4])
-@pytest.mark.parametrize("method", layout.METHODS)
+@pytest.mark.parametrize("method", METHODS)
 def test_simulated_equals_single_device(method, world, causal):
     trace = assert_matches(method, world, causal)
     assert trace.sent("backward") != [0] * world  # gradients crossed the simulated network too
 
 
-@pytest.mark.parametrize("method", layout.METHODS)
+@pytest.mark.parametrize("method", METHODS)
 def test_eight_simulated_ranks(method):
     assert_matches(method, 8, causal=True, n=64)
 
@@ -136,7 +134,7 @@ def test_all_to_all_then_inverse_is_bit_exact(world):
     assert sim.trace.bytes_sent == [2 * shard_bytes * (world - 1) // world] * world
 
 
-CASES = [(m, p, n) for m in layout.METHODS for p in (2, 4, 8) for n in (32, 64)]
+CASES = [(m, p, n) for m in METHODS for p in (2, 4, 8) for n in (32, 64)]
 CASES += [("ulysses", 4, 30), ("ulysses", 8, 61)]
 
 
@@ -172,11 +170,12 @@ def test_megatron_is_about_four_n_h():
 @pytest.mark.parametrize("world", [2, 4, 8])
 def test_zigzag_balances_causal_pairs(world):
     n = 16 * world
-    positions = layout.split("zigzag", torch.arange(n).view(1, 1, n, 1), world)
+    positions = sharding.split("zigzag", torch.arange(n).view(1, 1, n, 1), world)
     counted = [int((p.flatten() + 1).sum()) for p in positions]  # query i sees keys 0..i
     assert len(set(counted)) == 1
     assert causal_pairs_per_rank(n, world, "zigzag") == counted
-    contiguous = [int((p.flatten() + 1).sum()) for p in layout.split("ring", torch.arange(n).view(1, 1, n, 1), world)]
+    contiguous = [int((p.flatten() + 1).sum()) for p in sharding.split("contiguous", torch.arange(n).view(1, 1, n, 1),
+                                                                       world)]
     assert causal_pairs_per_rank(n, world, "contiguous") == contiguous
     assert contiguous[-1] > contiguous[0] * world  # contiguous is badly unbalanced
     assert sum(counted) == sum(contiguous) == n * (n + 1) // 2
@@ -184,9 +183,10 @@ def test_zigzag_balances_causal_pairs(world):
 
 def test_layout_split_join_roundtrip():
     x = torch.arange(2 * 3 * 24 * 2.0).view(2, 3, 24, 2)
-    for method in layout.METHODS:
-        assert torch.equal(layout.join(method, layout.split(method, x, 4)), x)
-    assert layout.shard_sizes(10, 4) == [3, 3, 2, 2]
+    for method in METHODS:
+        name = get_method(method).sharding
+        assert torch.equal(sharding.join(name, sharding.split(name, x, 4)), x)
+    assert sharding.shard_sizes(10, 4) == [3, 3, 2, 2]
 
 
 def test_simulated_hang_raises_instead_of_hanging():
@@ -218,6 +218,7 @@ def test_trace_records_what_moved():
     first = trace.at_step(0)
     assert {(e.src, e.dst) for e in first} == {(0, 1), (1, 2), (2, 3), (3, 0)}
     assert all(e.op == "ring_shift" and "k,v chunks" in e.what for e in first)
+    assert all(e.tensor == "k,v" and e.blocks == (e.src,) for e in first)  # structured fields, nothing parsed
     assert "transfers" in repr(trace)
 
 
@@ -274,7 +275,7 @@ def test_longnet_paper_offsets_and_explicit_offsets():
 
 
 def test_launch_rejects_fork_and_nccl_without_gpus():
-    from longlab.parallel.launch import launch
+    from longlab.parallel import launch
 
     q, k, v = (t.detach() for t in make_qkv(8))
     with pytest.raises(ValueError, match="forkserver"):  # a forked busy parent can deadlock its children

@@ -9,16 +9,15 @@ import pytest
 import torch
 from test_parallel import OPTS, assert_equals_single_device, make_qkv
 
-from longlab.parallel import layout
-from longlab.parallel.launch import launch
-from longlab.parallel.ops import heads_to_seq, seq_to_heads
-from longlab.parallel.simulate import simulate
+from longlab.parallel import launch, simulate
+from longlab.parallel.comm.ops import heads_to_seq, seq_to_heads
+from longlab.parallel.methods import METHODS
 
 pytestmark = pytest.mark.distributed
 
 
 @pytest.mark.parametrize("world", [2, 4])
-@pytest.mark.parametrize("method", layout.METHODS)
+@pytest.mark.parametrize("method", METHODS)
 def test_real_processes_equal_single_device_and_simulator(method, world):
     for causal in (False, True):
         q, k, v = make_qkv(32, batch=1)

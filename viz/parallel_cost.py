@@ -5,12 +5,13 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from longlab.parallel import cost
-from longlab.parallel.compare import method_options, simulated_bytes
-from longlab.parallel.ring import causal_pairs_per_rank
+from longlab.parallel import ALL_METHODS, cost, get_method
+from longlab.parallel.methods.ring import causal_pairs_per_rank
+from viz.parallel_compare import method_options, simulated_bytes
 from viz.theme import COLORS, axis_label, method_color
 
-METHODS = ("ulysses", "megatron", "ring", "longnet")
+# one line per distinct volume (zigzag sends exactly what ring sends)
+METHODS = tuple(name for name in ALL_METHODS if get_method(name).same_volume_as is None)
 
 
 def _formula(method, world, seq_len, heads, head_dim, base):
@@ -18,19 +19,30 @@ def _formula(method, world, seq_len, heads, head_dim, base):
     return max(cost.bytes_per_rank(method, world, work))
 
 
+def _runs_at(method, world, seq_len, heads, base) -> bool:
+    """Whether the method accepts these sizes (e.g. Ulysses needs P to divide H)."""
+    try:
+        get_method(method).validate(heads, seq_len, world, method_options(method, seq_len, base))
+    except ValueError:
+        return False
+    return True
+
+
 def volume_figure(seq_len=512, world=4, heads=8, head_dim=16, worlds=(2, 4, 8), seq_lens=(256, 512, 1024, 2048),
                   methods=METHODS, simulate_counts=True, base=64) -> go.Figure:
     """Two panels: bytes sent per rank (forward, float32) vs P at N=seq_len, and vs N at P=world.
-    Lines: `cost` formulas; markers: bytes counted by the simulator (Megatron-SP is a formula only)."""
+    Lines: `cost` formulas; markers: bytes counted by the simulator (formula-only methods such as
+    Megatron-SP have no markers and a muted line)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"vs ranks P (N = {seq_len})", f"vs length N (P = {world})"))
     for method in methods:
-        color = method_color(method) if method != "megatron" else COLORS["muted"]
+        runnable = get_method(method).runnable
+        color = method_color(method) if runnable else COLORS["muted"]
         for col, xs, point in ((1, worlds, lambda p: (p, seq_len)), (2, seq_lens, lambda n: (world, n))):
-            pts = [(x, *point(x)) for x in xs if not (method == "ulysses" and heads % point(x)[0])]
+            pts = [(x, *point(x)) for x in xs if _runs_at(method, *point(x), heads, base)]
             ys = [_formula(method, p, n, heads, head_dim, base) for _, p, n in pts]
             fig.add_trace(go.Scatter(x=[x for x, _, _ in pts], y=ys, mode="lines", name=method, legendgroup=method,
                                      showlegend=col == 1, line=dict(color=color)), row=1, col=col)
-            if simulate_counts and method != "megatron":
+            if simulate_counts and runnable:
                 sim = [max(simulated_bytes(method, p, n, heads, head_dim, base)) for _, p, n in pts]
                 fig.add_trace(go.Scatter(x=[x for x, _, _ in pts], y=sim, mode="markers", name=f"{method} simulated",
                                          legendgroup=method, showlegend=col == 1,
@@ -62,7 +74,7 @@ def causal_work_figure(seq_len=1024, world=4) -> go.Figure:
 
 def measured_figure(rows) -> go.Figure:
     """Measured seconds per rank (bars, real gloo processes) beside the alpha-beta model of the communication
-    alone (diamonds); rows from `longlab.parallel.compare.measure_methods`."""
+    alone (diamonds); rows from `viz.parallel_compare.measure_methods`."""
     fig = go.Figure()
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]

@@ -6,9 +6,9 @@ from functools import lru_cache
 
 import plotly.graph_objects as go
 
-from longlab.parallel import simulate
-from longlab.parallel.compare import method_options, random_qkv
+from longlab.parallel import METHODS, simulate
 from longlab.parallel.holdings import holdings
+from viz.parallel_compare import method_options, random_qkv
 from viz.theme import COLORS, method_color
 from viz.widgets import explorer
 
@@ -79,7 +79,7 @@ def trace_explorer(method="ring", world=4, seq_len=64, heads=4, causal=False, st
     import ipywidgets as w
 
     controls = {
-        "method": w.Dropdown(options=["ulysses", "ring", "zigzag", "longnet"], value=method, description="method"),
+        "method": w.Dropdown(options=list(METHODS), value=method, description="method"),
         "world": w.Dropdown(options=[2, 4, 8], value=world, description="P"),
         "seq_len": w.Dropdown(options=[32, 64, 128], value=seq_len, description="N"),
         "heads": w.Dropdown(options=[2, 4, 8], value=heads, description="heads"),

@@ -4,15 +4,15 @@ per rank beside the alpha-beta model; `--calibrate` measures alpha/beta for gloo
 Under torchrun use `torchrun ... -m longlab.parallel.run --method ...` (same options)."""
 from __future__ import annotations
 
-from ..parallel import run
+from ..parallel.run import cli
 
 NAME = "parallel"
 HELP = "sequence parallelism on real processes: time and bytes per rank vs the model (--calibrate: alpha/beta)"
 
 
 def register(parser) -> None:
-    run.add_arguments(parser)
+    cli.add_arguments(parser)
 
 
 def main(args) -> int:
-    return run.main(args)
+    return cli.main(args)

@@ -3,8 +3,8 @@
 Two local ranks exchange buffers of growing size with the same ring step the ring algorithm uses
 (isend + irecv), several steps back to back per sample; the fastest sample per size (the least disturbed
 by other work on a shared machine) feeds a least-squares line t(m) = alpha + m * beta, weighted by 1/t so
-small and large messages count alike. Saved as JSON (default data/gloo_alpha_beta.json) for
-`longlab parallel` and notebook 07.
+small and large messages count alike. Saved as JSON where the caller says (`longlab parallel --calibrate`
+writes ./data/gloo_alpha_beta.json relative to the working directory by default); readers pass the path.
 """
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ from pathlib import Path
 
 import torch
 
-from .launch import run_world
-from .trace import AlphaBeta
+from ..checks import positive_int
+from .comm.protocol import Tag
+from .comm.trace import AlphaBeta
+from .run.processes import run_world
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "data" / "gloo_alpha_beta.json"
+DEFAULT_FILE = Path("data") / "gloo_alpha_beta.json"  # the CLI's default, relative to the working directory
 DEFAULT_SIZES = tuple(2**p for p in range(6, 23, 2))  # 64 B .. 4 MiB
 BURST = 5
+CALIBRATION = Tag("buffer", "calibration buffer")
 
 
 class _RingStepTimer:
@@ -40,7 +43,7 @@ class _RingStepTimer:
                 group.barrier()
                 start = time.perf_counter()
                 for _ in range(BURST):
-                    group.ring_shift(buf, what="calibration").wait()
+                    group.ring_shift(buf, tag=CALIBRATION).wait()
                 samples.append((time.perf_counter() - start) / BURST)
             fastest.append(min(samples[1:]))
         return torch.tensor(fastest, dtype=torch.float64)
@@ -56,8 +59,10 @@ def fit_alpha_beta(sizes, times) -> AlphaBeta:
     return AlphaBeta(max(alpha, 1e-9), max(beta, 1e-15))
 
 
-def calibrate(sizes=DEFAULT_SIZES, repeats: int = 10, timeout: float = 120.0, path=DEFAULT_PATH) -> dict:
-    """Measure gloo ring-step times between two local processes, fit alpha/beta, save JSON (if `path`)."""
+def calibrate(sizes=DEFAULT_SIZES, repeats: int = 10, timeout: float = 120.0, path=None) -> dict:
+    """Measure gloo ring-step times between two local processes, fit alpha/beta; save JSON to `path` if given
+    (its folder is created)."""
+    positive_int("repeats", repeats)
     dummy = torch.zeros(1, 1, 2, 1)
     payloads = run_world(_RingStepTimer(sizes, repeats), [(dummy, dummy, dummy)] * 2, timeout=timeout)
     times = torch.maximum(payloads[0]["out"], payloads[1]["out"]).tolist()
@@ -80,8 +85,8 @@ def calibrate(sizes=DEFAULT_SIZES, repeats: int = 10, timeout: float = 120.0, pa
     return result
 
 
-def load_alpha_beta(path=DEFAULT_PATH) -> AlphaBeta:
-    """The saved calibration, or the default model when none was saved yet."""
+def load_alpha_beta(path) -> AlphaBeta:
+    """The calibration saved at `path`, or the default `AlphaBeta()` when that file does not exist (yet)."""
     try:
         data = json.loads(Path(path).read_text())
         return AlphaBeta(data["alpha_s"], data["beta_s_per_byte"])

@@ -1,17 +1,18 @@
 """Who holds which blocks after each step, replayed from a recorded trace (for figures and teaching).
 
-The sequence is cut into the method's chunks (P rank shards, or 2P for zigzag). Before step 0 every rank
+The sequence is cut into the chunks of the method's sharding (P rank shards, or 2P for zigzag). Before step 0 every rank
 holds q, k, v of its own chunks. Then each forward event adds what it moved to the receiver: a ring shift
 replaces the k/v block received before it (ring attention keeps one visiting block at a time); all-to-all
-and all-gather results accumulate. Labels: tensor name plus the head block when only some heads moved
+and all-gather results accumulate. Labels: the event's tensor plus its head block when only some heads moved
 ("q[h1]" = q for head block 1 of H/P heads).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .layout import rank_chunks
-from .trace import Event, Trace
+from .comm.trace import Event, Trace
+from .methods import get_method
+from .sharding import num_chunks, rank_chunks
 
 
 @dataclass(frozen=True)
@@ -26,24 +27,16 @@ class Stage:
     new: list[list[frozenset]]
 
 
-def num_chunks(method: str, world_size: int) -> int:
-    return 2 * world_size if method == "zigzag" else world_size
-
-
-def own_chunks(method: str, rank: int, world_size: int) -> list[int]:
-    return rank_chunks("zigzag" if method == "zigzag" else "contiguous", rank, world_size)
-
-
 def _label(event: Event) -> str:
-    name = event.tensor if event.tensor != "sparse" else "sparse " + event.what.split(" ")[1]
-    return name if event.head_block is None else f"{name}[h{event.head_block}]"
+    return event.tensor if event.head_block is None else f"{event.tensor}[h{event.head_block}]"
 
 
 def holdings(trace: Trace, method: str, phase: str = "forward") -> list[Stage]:
     """Stage 0 (own blocks) followed by one `Stage` per recorded step of `phase`."""
     world = trace.world_size
-    chunks = num_chunks(method, world)
-    own = [own_chunks(method, r, world) for r in range(world)]
+    sharding = get_method(method).sharding
+    chunks = num_chunks(sharding, world)
+    own = [rank_chunks(sharding, r, world) for r in range(world)]
     held = [[set() for _ in range(chunks)] for _ in range(world)]
     for r in range(world):
         for c in own[r]:

@@ -5,6 +5,7 @@ Two ways in, one set of options (see `add_arguments`):
 - on a cluster: `torchrun --nnodes 2 --nproc-per-node 8 ... -m longlab.parallel.run --method ring ...`:
   each process is one rank (nccl on GPUs, gloo otherwise), inputs are random per rank (seeded), and rank 0
   prints the table. Detected from the RANK/WORLD_SIZE variables torchrun sets.
+Methods and their options come from the registry (`longlab.parallel.methods`).
 """
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import time
 
 import torch
 
-from . import cost, layout
-from .calibrate import DEFAULT_PATH, calibrate, load_alpha_beta
+from .. import cost, sharding
+from ..calibrate import DEFAULT_FILE, calibrate, load_alpha_beta
+from ..methods import METHODS, get_method
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=layout.METHODS, default="ring", help="algorithm (default ring)")
+    longnet = get_method("longnet").options
+    summaries = "; ".join(f"{name}: {get_method(name).summary}" for name in METHODS)
+    parser.add_argument("--method", choices=METHODS, default="ring", help=f"algorithm (default ring). {summaries}")
     parser.add_argument("--world", type=int, default=2, help="ranks to start locally (ignored under torchrun)")
     parser.add_argument("--seq", type=int, default=4096, help="sequence length N (default 4096)")
     parser.add_argument("--heads", type=int, default=8, help="query heads H (default 8)")
@@ -31,25 +35,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backward", action="store_true", help="also run the backward pass")
     parser.add_argument("--no-overlap", action="store_true",
                         help="ring/zigzag: wait for each k/v transfer before computing (to measure the overlap)")
-    parser.add_argument("--segments", type=int, nargs="+", default=[512, 1024, 2048], help="longnet segment lengths")
-    parser.add_argument("--rates", type=int, nargs="+", default=[1, 2, 4], help="longnet dilation rates")
+    parser.add_argument("--segments", type=int, nargs="+", default=None,
+                        help=f"longnet segment lengths (default {list(longnet['segment_lengths'])})")
+    parser.add_argument("--rates", type=int, nargs="+", default=None,
+                        help=f"longnet dilation rates (default {list(longnet['dilation_rates'])})")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a hung run is stopped")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibrate", action="store_true",
-                        help=f"measure gloo alpha/beta on this machine and save them to {DEFAULT_PATH.name}")
-    parser.add_argument("--calibration", default=str(DEFAULT_PATH), help="alpha/beta JSON (read, or written)")
+                        help="measure gloo alpha/beta on this machine and save them to --calibration")
+    parser.add_argument("--calibration", default=str(DEFAULT_FILE),
+                        help=f"alpha/beta JSON, read or (with --calibrate) written (default ./{DEFAULT_FILE})")
 
 
 def _options(args) -> dict:
-    if args.method in ("ring", "zigzag"):
-        return {"overlap": False} if args.no_overlap else {}
-    if args.method != "longnet":
-        return {}
-    return {"segment_lengths": tuple(args.segments), "dilation_rates": tuple(args.rates)}
+    """The flags given, as options of the chosen method (flags it does not take are ignored)."""
+    given = {
+        "overlap": False if args.no_overlap else None,
+        "segment_lengths": tuple(args.segments) if args.segments else None,
+        "dilation_rates": tuple(args.rates) if args.rates else None,
+    }
+    accepted = get_method(args.method).options
+    return {name: value for name, value in given.items() if name in accepted and value is not None}
 
 
 def _workload(args) -> cost.Workload:
-    opts = _options(args) if args.method == "longnet" else {}
+    opts = _options(args)
     return cost.Workload(args.seq, args.heads, args.head_dim, args.kv_heads, batch=args.batch, elem_size=4,
                          opts=opts)
 
@@ -91,16 +101,12 @@ def run_local(args) -> int:
     return 0
 
 
-def _local_shard_length(method, n, world, rank):
-    return layout.shard_sizes(n, world)[rank] if method == "ulysses" else n // world
-
-
 def run_torchrun(args) -> int:
     """One rank of a torchrun job (env:// rendezvous). Rank 0 prints the table."""
     import torch.distributed as dist
 
-    from .program import prepare, rank_program
-    from .torch_group import TorchGroup
+    from ..comm.torch_group import TorchGroup
+    from .frontend import RankProgram
 
     use_cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_cuda else "cpu")
@@ -109,16 +115,14 @@ def run_torchrun(args) -> int:
     dist.init_process_group("nccl" if use_cuda else "gloo")
     group = TorchGroup()
     world, rank = group.world_size, group.rank
-    opts = _options(args)
-    probe = torch.zeros(1, args.heads, args.seq, 1)
-    prepare(args.method, probe, probe[:, : (args.kv_heads or args.heads)], probe[:, : (args.kv_heads or args.heads)],
-            world, dict(opts))
-    n_local = _local_shard_length(args.method, args.seq, world, rank)
+    spec = get_method(args.method)
+    opts = spec.validate(args.heads, args.seq, world, _options(args))
+    n_local = sharding.local_length(spec.sharding, args.seq, world, rank)
     gen = torch.Generator().manual_seed(args.seed * 100_003 + rank)
     hk = args.kv_heads or args.heads
     q = torch.randn(args.batch, args.heads, n_local, args.head_dim, generator=gen).to(device)
     k, v = (torch.randn(args.batch, hk, n_local, args.head_dim, generator=gen).to(device) for _ in range(2))
-    program = rank_program(args.method, args.causal, None, args.seq, opts)
+    program = RankProgram(args.method, args.causal, None, args.seq, opts)
     with torch.set_grad_enabled(args.backward):
         leaves = [t.requires_grad_(args.backward) for t in (q, k, v)]
         group.barrier()

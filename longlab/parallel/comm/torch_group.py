@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .comm import Recorder, check_partition, nbytes
+from .protocol import NO_TAG, Recorder, check_partition, nbytes
 from .trace import Trace
 
 
@@ -52,7 +52,7 @@ class TorchGroup(Recorder):
             self._subgroups[key] = mine
         return self._subgroups[key]
 
-    def all_to_all(self, chunks, what="", phase="forward", blocks=None, heads=None):
+    def all_to_all(self, chunks, tag=NO_TAG, phase="forward"):
         chunks = [c.contiguous() for c in chunks]
         if len(chunks) != self.world_size:
             raise ValueError(f"all_to_all needs one chunk per rank ({self.world_size}), got {len(chunks)}")
@@ -60,10 +60,10 @@ class TorchGroup(Recorder):
         received = [torch.empty_like(c) for c in chunks]
         dist.all_to_all(received, chunks)
         for dst, c in enumerate(chunks):
-            self._record(step, "all_to_all", dst, nbytes(c), what, phase, blocks, heads)
+            self._record(step, "all_to_all", dst, nbytes(c), tag, phase)
         return received
 
-    def all_gather(self, x, groups=None, what="", phase="forward", blocks=None, heads=None):
+    def all_gather(self, x, groups=None, tag=NO_TAG, phase="forward"):
         handle, members = self._group_handle(groups)
         x = x.contiguous()
         step = self._next_step()
@@ -72,10 +72,10 @@ class TorchGroup(Recorder):
         received = [torch.empty_like(x) for _ in members]
         dist.all_gather(received, x, group=handle)
         for dst in members:
-            self._record(step, "all_gather", dst, nbytes(x), what, phase, blocks, heads)
+            self._record(step, "all_gather", dst, nbytes(x), tag, phase)
         return received
 
-    def reduce_scatter(self, chunks, groups=None, what="", phase="forward", blocks=None, heads=None):
+    def reduce_scatter(self, chunks, groups=None, tag=NO_TAG, phase="forward"):
         handle, members = self._group_handle(groups)
         chunks = [c.contiguous() for c in chunks]
         if len(chunks) != len(members):
@@ -86,10 +86,10 @@ class TorchGroup(Recorder):
         out = torch.empty_like(chunks[0])
         dist.reduce_scatter(out, chunks, group=handle)
         for i, dst in enumerate(members):
-            self._record(step, "reduce_scatter", dst, nbytes(chunks[i]), what, phase, blocks, heads)
+            self._record(step, "reduce_scatter", dst, nbytes(chunks[i]), tag, phase)
         return out
 
-    def ring_shift(self, x, shift=1, what="", phase="forward", blocks=None, heads=None):
+    def ring_shift(self, x, shift=1, tag=NO_TAG, phase="forward"):
         x = x.contiguous()
         step = self._next_step()
         if self.world_size == 1:
@@ -98,7 +98,7 @@ class TorchGroup(Recorder):
         buffer = torch.empty_like(x)
         ops = [dist.P2POp(dist.isend, x, dst), dist.P2POp(dist.irecv, buffer, src)]
         requests = dist.batch_isend_irecv(ops)
-        self._record(step, "ring_shift", dst, nbytes(x), what, phase, blocks, heads)
+        self._record(step, "ring_shift", dst, nbytes(x), tag, phase)
         return _Pending(requests, buffer)
 
     def barrier(self) -> None:

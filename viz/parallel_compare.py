@@ -1,17 +1,17 @@
-"""Small helpers for notebook 07 and the docs: run methods in both worlds and tabulate bytes and times."""
+"""Helpers for notebook 07 and the parallel figures: demo options, seeded inputs, and running methods in both
+worlds to tabulate bytes and times."""
 from __future__ import annotations
 
 import torch
 
-from . import cost
-from .launch import launch
-from .simulate import simulate
-from .trace import AlphaBeta
+from longlab.parallel import cost, get_method, launch, simulate
+from longlab.parallel.comm import AlphaBeta
 
 
 def method_options(method: str, seq_len: int, base: int = 64) -> dict:
-    """Default options per method (LongNet: `cost.longnet_options`)."""
-    return cost.longnet_options(seq_len, base) if method == "longnet" else {}
+    """Demo options of a method at length `seq_len` (its spec's `example_options`; LongNet: the geometric
+    schedule from segment `base`)."""
+    return get_method(method).example_options(seq_len, base)
 
 
 def random_qkv(seq_len, heads, head_dim=16, kv_heads=None, batch=1, seed=0, dtype=torch.float32):

@@ -1,4 +1,4 @@
-"""`launch`: the same methods on real processes (torch.distributed, gloo on CPU), one process per rank.
+"""Run a rank program on real processes, one per rank, and bring back what each rank returned.
 
 Ranks start from a fork server: one clean helper process that has imported torch and this module but never
 computes, so forking it is fast (~0.1 s per launch once it runs; starting it costs one torch import, once per
@@ -7,14 +7,10 @@ call) can be forked while one of its threads holds the MKL allocator's lock, and
 forever in its first matrix product (seen as 60 s hangs on tiny inputs on a busy machine).
 
 The caller creates the rendezvous store (a TCP store on an OS-chosen loopback port, so no port can be taken
-between choosing and binding it); each rank joins a gloo group through it, runs the method on its shard
-and writes its output, recorded transfers and measured time to its own pipe. The parent waits on those
-pipes and on the processes with a deadline: a rank that raises, dies or hangs ends the whole launch with a
+between choosing and binding it); each rank joins a gloo (or nccl) group through it, runs the program on its
+inputs and writes its output, recorded transfers and measured time to its own pipe. The parent waits on those
+pipes and on the processes with a deadline: a rank that raises, dies or hangs ends the whole run with a
 clear error (the other ranks are killed), never a hang.
-
-Autograd: when q, k or v require grad, `out` is differentiable; its backward launches the world again,
-each rank recomputes its forward and runs its backward (all-to-all back, reduce-scatter, reverse ring) on
-its shard of the output gradient (recomputation, as activation checkpointing does).
 """
 from __future__ import annotations
 
@@ -28,11 +24,6 @@ from multiprocessing.connection import wait
 
 import torch
 
-from ..checks import positive_number
-from . import layout
-from .program import prepare, rank_program, shards
-from .trace import AlphaBeta, Trace
-
 REPORTED_EXIT = 70  # exit code of a rank that reported its own error (any other non-zero code: a silent death)
 START_METHODS = ("forkserver", "spawn")
 HOST = "127.0.0.1"
@@ -45,7 +36,7 @@ def _worker(rank, world_size, port, job_bytes, result):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         import torch.distributed as dist
 
-        from .torch_group import TorchGroup
+        from ..comm.torch_group import TorchGroup
 
         job = pickle.loads(job_bytes)
         backend, timeout, grad = job["backend"], job["timeout"], job["grad"]
@@ -83,7 +74,7 @@ def _worker(rank, world_size, port, job_bytes, result):
         os._exit(REPORTED_EXIT)
 
 
-def _context(start_method: str):
+def context(start_method: str):
     if start_method not in START_METHODS:
         raise ValueError(
             f"start_method must be one of {START_METHODS}, got {start_method!r}; 'fork' is not offered: a forked "
@@ -91,7 +82,9 @@ def _context(start_method: str):
         )
     ctx = mp.get_context(start_method)
     if start_method == "forkserver":
-        ctx.set_forkserver_preload([__name__])  # the server imports torch and this module once, then forks
+        # The server imports once what every rank needs, then forks: torch and this package, and the module
+        # autograd.grad imports on its first call (sympy, ~1 s), which a rank would otherwise import each time.
+        ctx.set_forkserver_preload([__name__, "torch.fx.experimental.symbolic_shapes"])
     return ctx
 
 
@@ -111,7 +104,7 @@ def run_world(program, per_rank_inputs, grads=None, backend="gloo", timeout=60.0
     per rank; grads: per-rank output gradients (then each rank also returns input gradients).
     """
     world_size = len(per_rank_inputs)
-    ctx = _context(start_method)
+    ctx = context(start_method)
     jobs = []
     for r in range(world_size):
         job = {"program": program, "inputs": tuple(per_rank_inputs[r]), "backend": backend,
@@ -201,85 +194,3 @@ def _silent_death(procs, reported, grace: float = 0.5):
         if time.monotonic() > deadline:
             return None
         time.sleep(0.02)
-
-
-def _trace_from(payloads, world_size, phase=None) -> Trace:
-    events = sorted((e for p in payloads for e in p["events"]), key=lambda e: (e.step, e.src, e.dst))
-    if phase is not None:
-        events = [e for e in events if e.phase == phase]
-    times = [p["time"] for p in payloads]
-    return Trace(world_size, events=events, time=max(times), measured=True, rank_times=times)
-
-
-class _Launched(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, job):
-        ctx.job = job
-        ctx.save_for_backward(q, k, v)
-        payloads = run_world(job["program"], shards(job["layout"], (q, k, v), job["world"]), None, **job["run"])
-        job["trace"] = _trace_from(payloads, job["world"])
-        return layout.join(job["layout"], [p["out"] for p in payloads])
-
-    @staticmethod
-    def backward(ctx, grad):
-        job = ctx.job
-        q, k, v = ctx.saved_tensors
-        per_rank_grads = layout.split(job["layout"], grad.contiguous(), job["world"])
-        payloads = run_world(job["program"], shards(job["layout"], (q.detach(), k.detach(), v.detach()), job["world"]),
-                             per_rank_grads, **job["run"])
-        backward_trace = _trace_from(payloads, job["world"], phase="backward")
-        job["trace"].events.extend(backward_trace.events)
-        job["trace"].backward_time = max(p["time"] for p in payloads)
-        dq, dk, dv = (layout.join(job["layout"], [p["grads"][i] for p in payloads]) for i in range(3))
-        return dq, dk, dv, None
-
-
-def launch(
-    method,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    world_size: int,
-    backend: str = "gloo",
-    causal: bool = False,
-    scale: float | None = None,
-    timeout: float = 60.0,
-    start_method: str = "forkserver",
-    alpha: float | None = None,
-    beta: float | None = None,
-    **opts,
-) -> tuple[torch.Tensor, Trace]:
-    """`simulate`, but on `world_size` real processes -> (out, trace) with the same trace fields.
-
-    q (B, H, N, D), k/v (B, Hk, N, D/Dv) full inputs (CPU); out (B, H, N, Dv). trace.time is the measured
-    wall-clock seconds of the slowest rank (between two barriers); trace.rank_times per rank; trace.model
-    holds alpha/beta (e.g. from `calibrate`) for comparing against `trace.modelled_time()`.
-    timeout: seconds for the whole run; a rank that raises, dies or hangs gives RuntimeError/TimeoutError.
-    start_method: "forkserver" (default: ranks fork from a clean, warm helper process) or "spawn" (every
-        rank imports torch itself: seconds per launch). A callable `method` must be picklable (module level).
-    """
-    opts = dict(opts)
-    if backend not in ("gloo", "nccl", "mpi"):
-        raise ValueError(f"backend must be 'gloo', 'nccl' or 'mpi', got {backend!r}")
-    if backend == "nccl" and not torch.cuda.is_available():
-        raise ValueError("backend='nccl' needs CUDA GPUs (one per rank) and none is visible; use backend='gloo'")
-    positive_number("timeout", timeout, "s")
-    _context(start_method)
-    layout_name = prepare(method, q, k, v, world_size, opts)
-    base = AlphaBeta()
-    model = AlphaBeta(base.alpha if alpha is None else alpha, base.beta if beta is None else beta)
-    job = {
-        "program": rank_program(method, causal, scale, q.shape[2], opts),
-        "layout": layout_name,
-        "world": world_size,
-        "run": {"backend": backend, "timeout": float(timeout), "start_method": start_method},
-    }
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if needs_grad:
-        out = _Launched.apply(q, k, v, job)
-    else:
-        with torch.no_grad():
-            out = _Launched.apply(q, k, v, job)
-    trace = job["trace"]
-    trace.model = model
-    return out, trace

@@ -15,12 +15,24 @@ from __future__ import annotations
 
 import torch
 
-from ..attention.kernels import attend
-from ..attention.merge import merge
-from ..attention.patterns import Dilated
-from ..attention.validate import check_qkv, expand_kv_heads
-from .comm import Communicator
-from .ops import all_gather_cat
+from ...attention.kernels import attend
+from ...attention.merge import merge
+from ...attention.patterns import Dilated
+from ...attention.validate import check_qkv, expand_kv_heads
+from ..comm.ops import all_gather_cat
+from ..comm.protocol import Communicator, Tag
+from ..spec import CommStep, MethodSpec, Workload
+
+# The default schedule is `Dilated`'s own; every call without options, the `longlab parallel` command and
+# the cost formulas read it from here.
+_DEFAULT = Dilated()
+DEFAULT_OPTIONS = {"segment_lengths": tuple(_DEFAULT.segment_lengths),
+                   "dilation_rates": tuple(_DEFAULT.dilation_rates), "offsets": _DEFAULT.offsets}
+
+
+def pattern_of(opts: dict, causal: bool = False) -> Dilated:
+    """The `Dilated` pattern of resolved LongNet options."""
+    return Dilated(tuple(opts["segment_lengths"]), tuple(opts["dilation_rates"]), causal, opts["offsets"])
 
 
 def branch_plan(pattern: Dilated, branch: int, seq_len: int, world_size: int) -> tuple[str, list[list[int]] | None]:
@@ -74,10 +86,10 @@ def longnet_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    segment_lengths=(2048, 4096, 8192),
-    dilation_rates=(1, 2, 4),
+    segment_lengths=DEFAULT_OPTIONS["segment_lengths"],
+    dilation_rates=DEFAULT_OPTIONS["dilation_rates"],
     causal: bool = False,
-    offsets="reference",
+    offsets=DEFAULT_OPTIONS["offsets"],
     scale: float | None = None,
 ) -> torch.Tensor:
     """This rank's output shard of LongNet dilated attention (eqs. 4-10), sequence split contiguously.
@@ -113,8 +125,8 @@ def longnet_attention(
             out_s, lse_s = _unfold_segments(out_s, batch), _unfold_segments(lse_s, batch)
         else:
             label = f"sparse {{}} branch {b} (w={w}, r={rate})"
-            kg = all_gather_cat(group, ks, dim=2, groups=groups, what=label.format("k"))
-            vg = all_gather_cat(group, vs, dim=2, groups=groups, what=label.format("v"))
+            kg = all_gather_cat(group, ks, dim=2, groups=groups, tag=Tag("sparse k", label.format("k"), branch=b))
+            vg = all_gather_cat(group, vs, dim=2, groups=groups, tag=Tag("sparse v", label.format("v"), branch=b))
             if causal:  # keys from the segment start through this rank; queries are the last rows
                 start = next(g for g in groups if rank in g)[0]
                 keep = (rank - start + 1) * qs.shape[2]
@@ -125,3 +137,58 @@ def longnet_attention(
         lse = lse_s.new_full((batch, heads, shard), float("-inf")).scatter(2, index, lse_s)
         partials.append((out, lse))
     return merge(partials)[0]
+
+
+def check(heads: int, seq_len: int, world_size: int, opts: dict) -> None:
+    """Segments and shards must tile each other (see `branch_plan`)."""
+    check_longnet(pattern_of(opts), seq_len, world_size)
+
+
+def plan(world_size: int, w: Workload, opts: dict) -> list[CommStep]:
+    """Per branch with w > N/P: all-gathers of the sparse k and v within the segment's g ranks:
+    (g-1) B H (N/P / r) (D + Dv) e bytes per rank; branches that fit in a shard send nothing."""
+    p = world_size
+    pattern = pattern_of(opts)
+    shard = w.seq_len // p
+    steps = []
+    for b in range(pattern.num_branches):
+        kind, groups = branch_plan(pattern, b, w.seq_len, p)
+        if kind == "local":
+            continue
+        rows = shard // pattern.dilation_rates[b]
+        size_of = {r: len(g) for g in groups for r in g}
+        for name, dim in (("k", w.head_dim), ("v", w.dv)):
+            chunk = w.batch * w.heads * rows * dim * w.elem_size
+            steps.append(CommStep("all_gather", [size_of[r] - 1 for r in range(p)],
+                                  [(size_of[r] - 1) * chunk for r in range(p)], f"sparse {name} branch {b}"))
+    return steps
+
+
+def geometric_schedule(seq_len: int, base: int = 64) -> dict:
+    """The paper's geometric schedule up to N: segments base * 2^i (the last one = N), rates 2^i, so w/r is
+    constant (= base) in every branch. With N/P >= the largest rate, every branch fits `branch_plan`."""
+    if seq_len <= base:
+        return {"segment_lengths": (seq_len,), "dilation_rates": (1,)}
+    segments, rates, w, r = [], [], base, 1
+    while w < seq_len:
+        segments.append(w), rates.append(r)
+        w, r = 2 * w, 2 * r
+    segments.append(seq_len), rates.append(r)
+    return {"segment_lengths": tuple(segments), "dilation_rates": tuple(rates)}
+
+
+def _attention(group, q, k, v, *, causal, scale, seq_len, segment_lengths, dilation_rates, offsets):
+    return longnet_attention(group, q, k, v, segment_lengths, dilation_rates, causal=causal, offsets=offsets,
+                             scale=scale)
+
+
+SPEC = MethodSpec(
+    name="longnet",
+    summary="LongNet distributed dilated attention: sparse k/v all-gathered only within a segment's ranks",
+    sharding="contiguous",
+    plan=plan,
+    attention=_attention,
+    options=DEFAULT_OPTIONS,
+    check=check,
+    demo_options=geometric_schedule,
+)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .comm import Recorder, nbytes
+from ...checks import positive_int
+from .protocol import NO_TAG, Recorder, nbytes
 from .trace import AlphaBeta, Trace
 
 
@@ -41,25 +42,25 @@ class SimGroup(Recorder):
     def _exchange(self, payload):
         return self.world.exchange(self.rank, payload)
 
-    def all_to_all(self, chunks, what="", phase="forward", blocks=None, heads=None):
+    def all_to_all(self, chunks, tag=NO_TAG, phase="forward"):
         chunks = list(chunks)
         if len(chunks) != self.world_size:
             raise ValueError(f"all_to_all needs one chunk per rank ({self.world_size}), got {len(chunks)}")
         step = self._next_step()
         payloads = self._exchange(chunks)
         for dst, c in enumerate(chunks):
-            self._record(step, "all_to_all", dst, nbytes(c), what, phase, blocks, heads)
+            self._record(step, "all_to_all", dst, nbytes(c), tag, phase)
         return [payloads[src][self.rank].clone() for src in range(self.world_size)]
 
-    def all_gather(self, x, groups=None, what="", phase="forward", blocks=None, heads=None):
+    def all_gather(self, x, groups=None, tag=NO_TAG, phase="forward"):
         members = self._my_group(groups)
         step = self._next_step()
         payloads = self._exchange(x)
         for dst in members:
-            self._record(step, "all_gather", dst, nbytes(x), what, phase, blocks, heads)
+            self._record(step, "all_gather", dst, nbytes(x), tag, phase)
         return [payloads[src].clone() for src in members]
 
-    def reduce_scatter(self, chunks, groups=None, what="", phase="forward", blocks=None, heads=None):
+    def reduce_scatter(self, chunks, groups=None, tag=NO_TAG, phase="forward"):
         members = self._my_group(groups)
         chunks = list(chunks)
         if len(chunks) != len(members):
@@ -67,17 +68,17 @@ class SimGroup(Recorder):
         step = self._next_step()
         payloads = self._exchange(chunks)
         for i, dst in enumerate(members):
-            self._record(step, "reduce_scatter", dst, nbytes(chunks[i]), what, phase, blocks, heads)
+            self._record(step, "reduce_scatter", dst, nbytes(chunks[i]), tag, phase)
         me = members.index(self.rank)
         total = payloads[members[0]][me].clone()
         for src in members[1:]:
             total = total + payloads[src][me]
         return total
 
-    def ring_shift(self, x, shift=1, what="", phase="forward", blocks=None, heads=None):
+    def ring_shift(self, x, shift=1, tag=NO_TAG, phase="forward"):
         step = self._next_step()
         payloads = self._exchange(x)
-        self._record(step, "ring_shift", (self.rank + shift) % self.world_size, nbytes(x), what, phase, blocks, heads)
+        self._record(step, "ring_shift", (self.rank + shift) % self.world_size, nbytes(x), tag, phase)
         return _Done(payloads[(self.rank - shift) % self.world_size].clone())
 
     def barrier(self) -> None:
@@ -91,9 +92,7 @@ class SimWorld:
     """
 
     def __init__(self, world_size: int, model: AlphaBeta | None = None, timeout: float = 60.0):
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-            raise ValueError(f"world_size must be a positive int, got {world_size!r}")
-        self.world_size = world_size
+        self.world_size = positive_int("world_size", world_size)
         self.trace = Trace(world_size, model=model or AlphaBeta())
         self.lock = threading.Lock()
         self._slots: list = [None] * world_size

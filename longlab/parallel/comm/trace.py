@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Event:
-    """One point-to-point transfer inside a collective.
+    """One point-to-point transfer inside a collective, in structured fields (figures read the fields; `what`
+    is only the human-readable line).
 
     step: index of the collective call (the same on every rank, since all ranks call collectives in order);
     op: "all_to_all", "all_gather", "reduce_scatter" or "ring_shift"; src/dst: ranks; nbytes: payload size;
-    what: which data moved, tensor name first (e.g. "k,v chunks [3]" or "q seq 1 -> heads of rank 2");
-    phase: "forward" or "backward"; blocks: the sequence chunks the payload covers (chunk ids of the method's
-    layout: rank shards, or the 2P zigzag chunks); head_block: the block of H/P heads it covers (None = all).
+    tensor: which tensor moved ("q", "k", "v", "out", "k,v" for ring blocks, "sparse k" / "sparse v" for
+    LongNet's sparsified keys and values); phase: "forward" or "backward" (then it is that tensor's gradient);
+    blocks: the sequence chunks the payload covers (chunk ids of the method's sharding: rank shards, or the 2P
+    zigzag chunks); head_block: the block of H/P heads it covers (None = all); branch: LongNet's dilated
+    branch (None for other methods); what: a description for people, e.g. "k,v chunks [3] (rank 2 -> 3)".
     """
 
     step: int
@@ -26,15 +29,12 @@ class Event:
     src: int
     dst: int
     nbytes: int
-    what: str = ""
+    tensor: str = ""
     phase: str = "forward"
     blocks: tuple[int, ...] = ()
     head_block: int | None = None
-
-    @property
-    def tensor(self) -> str:
-        """Name of the moved tensor(s), the first word of `what` ("q", "k,v", "out", "sparse"...)."""
-        return self.what.split(" ")[0] if self.what else ""
+    branch: int | None = None
+    what: str = ""
 
 
 @dataclass(frozen=True)
