@@ -26,7 +26,7 @@ def retrieval_figure(ret, query: int) -> go.Figure:
     """Top: timeline over the document, one row per head, a marker at each retrieved past position (size and
     colour = softmax weight), the query marked. Bottom: the retrieved entries' cosine scores by rank."""
     got = ret.for_query(query)
-    fig = make_subplots(rows=2, cols=1, row_heights=[0.6, 0.4], vertical_spacing=0.16,
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.6, 0.4], vertical_spacing=0.22,
                         subplot_titles=("retrieved positions (timeline)", "scores of the top-k, by rank"))
     n = ret.tokens.numel()
     for h in range(ret.heads):
@@ -44,11 +44,11 @@ def retrieval_figure(ret, query: int) -> go.Figure:
                              legendgroup=f"h{h}", showlegend=False, marker_color=branch_color(h)), row=2, col=1)
     fig.add_vline(x=query, line=dict(color=COLORS["accent"], dash="dash"), row=1, col=1)
     fig.update_xaxes(range=[-0.01 * n, 1.01 * n], title_text=axis_label("position in document", "bytes"), row=1, col=1)
-    fig.update_xaxes(title_text="rank among retrieved", row=2, col=1)
+    fig.update_xaxes(title_text=axis_label("rank among retrieved", "1 = best score"), row=2, col=1)
     fig.update_yaxes(title_text=axis_label("cosine score", "-1..1"), row=2, col=1)
     empty = "" if (got["positions"] >= 0).any() else " (memory still empty: first window)"
     title = f"query byte {query}: …{_snippet(ret.tokens, query + 1, 40, 0)}▮{empty}"
-    fig.update_layout(barmode="group", height=560)
+    fig.update_layout(barmode="group", height=620)
     return fig.update_layout(title=title)
 
 
