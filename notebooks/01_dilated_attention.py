@@ -223,8 +223,8 @@ for dedupe in (False, True):
     ref_out, ref_lse = longlab.reference_attention(q, k, v, causal=CAUSAL,
                                                    multiplicity=(mult > 0).long() if dedupe else mult)
     finite = torch.isfinite(ref_lse)
-    rows.append({"dedupe": dedupe, "max |out - reference|": float((out - ref_out).abs().max()),
-                 "max |lse - reference|": float((lse[finite] - ref_lse[finite]).abs().max())})
+    rows.append({"dedupe": dedupe, "max ∣out − reference∣": float((out - ref_out).abs().max()),  # ∣: not a pipe
+                 "max ∣lse − reference∣": float((lse[finite] - ref_lse[finite]).abs().max())})
 display(Markdown(markdown_table(rows)))
 
 # %% [markdown]

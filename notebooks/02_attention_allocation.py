@@ -172,7 +172,7 @@ rows = []
 for name, res in results.items():
     c, m = log_binned(res.distance, res.weight)
     far = res.weight[N // 2:].sum()
-    rows.append({"pattern": name, "rows covered": res.covered, "max |row sum - 1|": res.max_row_error,
+    rows.append({"pattern": name, "rows covered": res.covered, "max ∣row sum − 1∣": res.max_row_error,
                  "weight within 16 tokens": float(res.weight[:16].sum()), "weight beyond N/2": float(far)})
 display(Markdown(markdown_table(rows)))
 
