@@ -70,8 +70,11 @@ def trace_figure(method="ring", world=4, seq_len=64, heads=4, causal=False, step
     except ValueError as err:
         fig = go.Figure()
         fig.add_annotation(text=str(err), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_xaxes(visible=False).update_yaxes(visible=False)
         return fig.update_layout(title=f"{method} cannot run here")
-    return step_figure(trace, stages, method, step)
+    fig = step_figure(trace, stages, method, step)
+    case = f"N = {seq_len}, H = {heads}, {'causal' if causal else 'full (non-causal)'} attention"
+    return fig.update_layout(title=f"{fig.layout.title.text}<br><sup>{case}</sup>", margin=dict(t=90))
 
 
 def trace_explorer(method="ring", world=4, seq_len=64, heads=4, causal=False, step=1, flag=None):
