@@ -27,26 +27,19 @@ def _heads_to_seq_raw(group: Communicator, y, tag: Tag, phase):
     return torch.cat(group.all_to_all(chunks, replace(tag, blocks="dst", heads="src"), phase), dim=1)
 
 
-class _SeqToHeads(torch.autograd.Function):
+class _AllToAll(torch.autograd.Function):
+    """Sequence -> heads (to_heads=True) or heads -> sequence; each direction is the other's backward."""
+
     @staticmethod
-    def forward(ctx, x, group, tag):
-        ctx.group, ctx.tag = group, tag
-        return _seq_to_heads_raw(group, x, tag, "forward")
+    def forward(ctx, x, group, tag, to_heads):
+        ctx.group, ctx.tag, ctx.to_heads = group, tag, to_heads
+        move = _seq_to_heads_raw if to_heads else _heads_to_seq_raw
+        return move(group, x, tag, "forward")
 
     @staticmethod
     def backward(ctx, grad):
-        return _heads_to_seq_raw(ctx.group, grad, ctx.tag.gradient(), "backward"), None, None
-
-
-class _HeadsToSeq(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, group, tag):
-        ctx.group, ctx.tag = group, tag
-        return _heads_to_seq_raw(group, y, tag, "forward")
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _seq_to_heads_raw(ctx.group, grad, ctx.tag.gradient(), "backward"), None, None
+        move = _heads_to_seq_raw if ctx.to_heads else _seq_to_heads_raw
+        return move(ctx.group, grad, ctx.tag.gradient(), "backward"), None, None, None
 
 
 def seq_to_heads(group: Communicator, x: torch.Tensor, tag: Tag = NO_TAG) -> torch.Tensor:
@@ -56,14 +49,14 @@ def seq_to_heads(group: Communicator, x: torch.Tensor, tag: Tag = NO_TAG) -> tor
     """
     if x.shape[1] % group.world_size:
         raise ValueError(f"seq_to_heads needs heads ({x.shape[1]}) divisible by world_size ({group.world_size})")
-    return _SeqToHeads.apply(x, group, tag)
+    return _AllToAll.apply(x, group, tag, True)
 
 
 def heads_to_seq(group: Communicator, y: torch.Tensor, tag: Tag = NO_TAG) -> torch.Tensor:
     """The inverse all-to-all: (B, H/P, P*s, D) -> (B, H, s, D). heads_to_seq(seq_to_heads(x)) == x bit for bit."""
     if y.shape[2] % group.world_size:
         raise ValueError(f"heads_to_seq needs length ({y.shape[2]}) divisible by world_size ({group.world_size})")
-    return _HeadsToSeq.apply(y, group, tag)
+    return _AllToAll.apply(y, group, tag, False)
 
 
 class _AllGather(torch.autograd.Function):

@@ -12,6 +12,8 @@ number of causal query-key pairs (striped/zigzag balancing, Brandon et al. 2023,
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ...attention.kernels import attend
@@ -112,12 +114,11 @@ def plan(world_size: int, w: Workload, opts: dict) -> list[CommStep]:
     return [CommStep("ring_shift", [1] * p, [block] * p, f"k,v step {t + 1}") for t in range(p - 1)]
 
 
-def _ring(group, q, k, v, *, causal, scale, seq_len, overlap):
-    return ring_attention(group, q, k, v, causal=causal, scale=scale, sharding="contiguous", overlap=overlap)
+def _program(sharding: str):
+    def attention(group, q, k, v, *, causal, scale, seq_len, overlap):
+        return ring_attention(group, q, k, v, causal=causal, scale=scale, sharding=sharding, overlap=overlap)
 
-
-def _zigzag(group, q, k, v, *, causal, scale, seq_len, overlap):
-    return ring_attention(group, q, k, v, causal=causal, scale=scale, sharding="zigzag", overlap=overlap)
+    return attention
 
 
 RING = MethodSpec(
@@ -125,16 +126,15 @@ RING = MethodSpec(
     summary="ring attention: k/v blocks travel around the ring, partial results merged by log-sum-exp",
     sharding="contiguous",
     plan=plan,
-    attention=_ring,
+    attention=_program("contiguous"),
     options={"overlap": True},
 )
 
-ZIGZAG = MethodSpec(
+ZIGZAG = replace(
+    RING,
     name="zigzag",
     summary="ring attention with the zigzag sharding (rank r holds chunks r and 2P-1-r): balanced causal work",
     sharding="zigzag",
-    plan=plan,
-    attention=_zigzag,
-    options={"overlap": True},
+    attention=_program("zigzag"),
     same_volume_as="ring",
 )
