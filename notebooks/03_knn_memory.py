@@ -166,7 +166,8 @@ display(Markdown(
 # **Try this** (answers computed below; click to open):
 # 1. Put the query slider in the first window (bytes 0-255). What is retrieved, and why?
 # 2. Look at the gates $g = \sigma(b_h)$ below the explorer: which head relies most on memory?
-# 3. In section 4's live rerun, why can a memory of 16,384 tokens not beat one of 4,096 on a 4,096-byte read?
+# 3. In section 4's live rerun, why can a memory larger than the bytes read (say 16,384 tokens on a 4,096-byte
+#    read) not beat a smaller one?
 
 # %%
 ret = record_retrievals(model, tokens, memory_size=RETRIEVAL_MEMORY, max_tokens=RETRIEVAL_BYTES, progress=False)
