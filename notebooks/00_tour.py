@@ -45,6 +45,7 @@ from IPython.display import Markdown, display
 
 import longlab
 from longlab.analysis.dense_cost import dense_cost, dense_cost_table, format_bytes, format_count, max_n_for_memory
+from longlab.attention.floatlike import FloatLike
 from longlab.attention.patterns import Dilated, SlidingWindow
 from viz.complexity import dense_cost_figure, dense_cost_markdown
 from viz.pattern_heatmap import make_pattern, pattern_explorer
@@ -127,6 +128,7 @@ display(Markdown(
 patterns = {
     "sliding window 4096": SlidingWindow(window=4096),
     "LongNet dilated, w = 2k..32k, r = 1..16": Dilated((2048, 4096, 8192, 16384, 32768), (1, 2, 4, 8, 16)),
+    "float-like m = 7 (notebook 08)": FloatLike(7),
 }
 dense_cost_figure(ns, head_dim=HEAD_DIM, heads=HEADS, dtype_bytes=DTYPE_BYTES, patterns=patterns,
                   memory_line=ACCELERATOR_GB * 1e9, memory_line_label=f"{ACCELERATOR_GB} GB accelerator")
