@@ -79,6 +79,47 @@ def test_keys_for_and_mask_mod_read_the_same_masks():
                for j in range(24))
 
 
+def _evaluate(mod, heads, n):
+    """mod on broadcast index tensors (H, 1, 1), (1, N, 1), (1, 1, N) -> bool (H, N, N)."""
+    h, q, kv = torch.arange(heads)[:, None, None], torch.arange(n)[None, :, None], torch.arange(n)[None, None, :]
+    return torch.broadcast_to(mod(0, h, q, kv), (heads, n, n))
+
+
+def _assert_mask_mods_match(pattern, heads, n):
+    """Every closed-form branch_mask_mod equals the branch's dense mask; mask_mod is their union."""
+    masks = pattern.branch_masks(heads, n)
+    for b, mod in enumerate(pattern.branch_mask_mods(heads, n)):
+        assert torch.equal(_evaluate(mod, heads, n), masks[b]), (pattern, b, heads, n)
+    assert torch.equal(_evaluate(pattern.mask_mod(heads, n), heads, n), masks.any(0))
+
+
+@pytest.mark.parametrize("pattern", [Dense(False), Dense(True), SlidingWindow(1), SlidingWindow(5, causal=True),
+                                     SlidingWindow(40), Dilated((4, 8, 16), (1, 2, 4), True, "paper"),
+                                     Dilated((6, 9), (3, 3), False, "reference")], ids=repr)
+@pytest.mark.parametrize("heads, n", [(1, 1), (3, 7), (5, 24), (4, 37)])
+def test_mask_mods_match_branch_masks(pattern, heads, n):
+    _assert_mask_mods_match(pattern, heads, n)
+
+
+@given(dilated_cases())
+def test_dilated_mask_mod_matches_definition(case):
+    lengths, rates, heads, n, causal, offsets = case
+    _assert_mask_mods_match(Dilated(lengths, rates, causal, offsets), heads, n)
+
+
+def test_mask_mod_takes_plain_ints_and_new_patterns_must_write_one():
+    pattern = Dilated((4, 8), (1, 2), offsets=[[0, 0], [1, 0]])
+    mod, union = pattern.mask_mod(2, 16), pattern.multiplicity(2, 16) > 0
+    assert all(bool(mod(0, h, i, j)) == bool(union[h, i, j]) for h in range(2) for i in range(16) for j in range(16))
+
+    class Unfinished(Dense):
+        def branch_mask_mod(self, branch, heads, n):
+            return super(Dense, self).branch_mask_mod(branch, heads, n)
+
+    with pytest.raises(NotImplementedError, match="Unfinished has no closed-form branch_mask_mod"):
+        Unfinished().mask_mod(1, 4)
+
+
 def test_block_occupancy_and_flex_block_mask():
     pattern = Dilated((16, 32, 64), (1, 2, 4))
     occ = pattern.block_occupancy(4, 100, 16)

@@ -33,7 +33,7 @@ def test_benchmark_returns_rows_and_does_not_change_args():
 def test_dilated_quick_does_not_change_args():
     args = build_parser().parse_args(["bench", "dilated", "--quick", "--causal", "no", "--device", "cpu",
                                       "--heads", "1", "--head-dim", "8", "--segment-lengths", "64",
-                                      "--dilation-rates", "2"])
+                                      "--dilation-rates", "2", "--no-flex"])
     before = copy.deepcopy(vars(args))
     rows = bench.targets()["dilated"].main(args)
     assert vars(args) == before

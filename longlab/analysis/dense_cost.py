@@ -16,12 +16,7 @@ import math
 from collections.abc import Iterable
 
 from longlab.attention.patterns import Dense
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+from longlab.checks import positive_int
 
 
 def dense_cost(n: int, head_dim: int = 128, heads: int = 32, batch: int = 1, dtype_bytes: int = 2,
@@ -32,7 +27,7 @@ def dense_cost(n: int, head_dim: int = 128, heads: int = 32, batch: int = 1, dty
     """
     for name, value in (("n", n), ("head_dim", head_dim), ("heads", heads), ("batch", batch),
                         ("dtype_bytes", dtype_bytes)):
-        _positive_int(name, value)
+        positive_int(name, value)
     return {
         "n": n,
         "flops": batch * Dense(causal=causal).flops(n, head_dim, heads),
@@ -55,7 +50,7 @@ def max_n_for_memory(memory_bytes: float, heads: int = 32, batch: int = 1, dtype
     if not memory_bytes > 0:
         raise ValueError(f"memory_bytes must be > 0, got {memory_bytes!r}")
     for name, value in (("heads", heads), ("batch", batch), ("dtype_bytes", dtype_bytes)):
-        _positive_int(name, value)
+        positive_int(name, value)
     per = batch * heads * dtype_bytes
     n = math.isqrt(int(memory_bytes // per))
     while per * (n + 1) ** 2 <= memory_bytes:  # isqrt of the floored quotient can be one short

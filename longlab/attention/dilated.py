@@ -4,6 +4,9 @@ Per branch (w_i, r_i) the kept rows of each segment are gathered into dense bloc
 `attend` runs on them (exact gradients through out AND lse), and the branches are merged by log-sum-exp
 (paper eq. 10: weights softmax over branches of their normalisers) straight into the output rows. The FLOPs
 are the gathered ones, 2 N d sum_i w_i / r_i^2 per head for QK^T, not the N^2 of a masked dense kernel.
+
+A second way to run the same maths: `backend="flex"` hands the pattern's closed-form mask to PyTorch's
+FlexAttention (`flex.py`), for GPU users who want PyTorch's own fused sparse kernel.
 """
 from __future__ import annotations
 
@@ -12,10 +15,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..checks import positive_int
 from .dilated_layout import batch_rows, block_multiplicity, branch_blocks, gather
 from .kernels import attend
+from .merge import lse_weights
 from .patterns import Dilated
 from .validate import check_qkv, check_scale, expand_kv_heads
+
+BACKENDS = ("gathered", "flex")
 
 
 def _as_list(name: str, value) -> list:
@@ -69,17 +76,9 @@ def _merge_branches(branches, bsz, heads, n, dv, like):
             l_flat = l_b.reshape(-1)
             flat = l_flat if block.identity else flat.index_copy(0, rows, l_flat)
         lse_maps.append(flat)
-    lses = torch.stack(lse_maps)  # (branches, B*H*N)
-    top = lses.amax(dim=0).detach()  # a stabiliser only: its gradient cancels exactly
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    total = torch.exp(lses - top).sum(dim=0)
-    empty = total == 0
-    lse = torch.where(empty, torch.full_like(total, float("-inf")),
-                      top + torch.where(empty, torch.ones_like(total), total).log())
-    safe_lse = torch.where(empty, torch.zeros_like(lse), lse)
+    weights, lse = lse_weights(torch.stack(lse_maps), dim=0)  # (branches, B*H*N): 0 where a branch misses a row
     out = None
-    for lse_b, results in zip(lse_maps, branches):
-        weight = torch.exp(lse_b - safe_lse)  # (B*H*N,); 0 where the branch does not cover the row
+    for weight, results in zip(weights, branches):
         for block, rows, o_b, _ in results:
             rows_weight = weight if block.identity else weight.index_select(0, rows)
             contrib = o_b.reshape(-1, dv) * rows_weight[:, None]
@@ -105,6 +104,7 @@ def dilated_attention(
     dedupe: bool = False,
     scale: float | None = None,
     return_lse: bool = False,
+    backend: str = "gathered",
 ):
     """LongNet multi-branch dilated self-attention (arXiv 2307.02486, eqs. 4-10).
 
@@ -122,6 +122,10 @@ def dilated_attention(
     offsets: "reference" (h // ceil(H / r), LongNet's code), "paper" (h mod r) or [[offset per head] per branch].
     Rows a head covers in no branch give out = 0 and lse = -inf (never NaN). Gradients are exact.
     Semantics = `reference_attention(..., multiplicity=Dilated(...).multiplicity(H, N))` (or `> 0` if dedupe).
+    backend: "gathered" (the above: any device, exact gradients) or "flex": PyTorch's FlexAttention with the
+    pattern's block mask and, unless dedupe, a log-multiplicity score_mod, same results (`flex.py`). flex runs
+    compiled; the block mask is built once per (pattern, H, N) and cached. It computes every tile holding a
+    visible pair (more FLOPs than gathering). On CPU (torch 2.13) it is forward only and gives no lse.
     """
     check_qkv(q, k, v)
     if q.shape[2] != k.shape[2]:
@@ -133,12 +137,18 @@ def dilated_attention(
     for name, flag in (("causal", causal), ("dedupe", dedupe), ("return_lse", return_lse)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     pattern = Dilated(_as_list("segment_lengths", segment_lengths), _as_list("dilation_rates", dilation_rates),
                       causal=causal, offsets=offsets)
     heads = q.shape[1]
     for b in range(pattern.num_branches):
         pattern.head_offsets(b, heads)  # validates explicit offset lists against H
     k, v = expand_kv_heads(k, heads), expand_kv_heads(v, heads)
+    if backend == "flex":
+        from .flex import pattern_attention
+
+        return pattern_attention(q, k, v, pattern, dedupe=dedupe, scale=scale, return_lse=return_lse)
     bsz, n = q.shape[0], q.shape[2]
     q_flat, k_flat, v_flat = (t.reshape(bsz, heads * n, t.shape[-1]) for t in (q, k, v))
     branches = [_branch(q_flat, k_flat, v_flat, pattern, b, heads, n, causal, scale, dedupe)
@@ -161,22 +171,22 @@ class DilatedAttention(nn.Module):
 
     def __init__(self, embed_dim: int, num_heads: int, segment_lengths=(2048, 4096, 8192),
                  dilation_rates=(1, 2, 4), causal: bool = False, offsets="reference", dedupe: bool = False,
-                 bias: bool = True, dropout: float = 0.0, device=None, dtype=None):
+                 bias: bool = True, dropout: float = 0.0, device=None, dtype=None, backend: str = "gathered"):
         super().__init__()
-        for name, val in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        positive_int("embed_dim", embed_dim), positive_int("num_heads", num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         # Validate the pattern once here so a bad config fails at construction, not at the first forward.
         self.pattern = Dilated(_as_list("segment_lengths", segment_lengths),
                                _as_list("dilation_rates", dilation_rates), causal=causal, offsets=offsets)
         for b in range(self.pattern.num_branches):
             self.pattern.head_offsets(b, num_heads)
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
-        self.causal, self.offsets, self.dedupe, self.dropout = causal, offsets, dedupe, dropout
+        self.causal, self.offsets, self.dedupe, self.dropout, self.backend = causal, offsets, dedupe, dropout, backend
         self.batch_first = True
         kw = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **kw)
@@ -188,7 +198,7 @@ class DilatedAttention(nn.Module):
         p = self.pattern
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, segment_lengths={list(p.segment_lengths)}, "
                 f"dilation_rates={list(p.dilation_rates)}, causal={self.causal}, offsets={self.offsets!r}, "
-                f"dedupe={self.dedupe}")
+                f"dedupe={self.dedupe}, backend={self.backend!r}")
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, E) -> (B, H, N, D)
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
@@ -210,7 +220,7 @@ class DilatedAttention(nn.Module):
                                                         (self.v_proj, value)))
         p = self.pattern
         out = dilated_attention(q, k, v, list(p.segment_lengths), list(p.dilation_rates), causal=self.causal,
-                                offsets=self.offsets, dedupe=self.dedupe)
+                                offsets=self.offsets, dedupe=self.dedupe, backend=self.backend)
         out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], self.embed_dim)
         out = nn.functional.dropout(out, self.dropout, self.training)
         return self.out_proj(out), None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from ..checks import positive_int
 from .merge import merge
 from .validate import check_qkv, check_scale, expand_kv_heads
 
@@ -183,8 +184,7 @@ def attend(
     """
     check_qkv(q, k, v)
     scale = check_scale(scale, q.shape[-1])
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    positive_int("chunk_size", chunk_size, "query rows")
     backend = _pick_backend(q, backend)
     k, v = expand_kv_heads(k, q.shape[1]), expand_kv_heads(v, q.shape[1])
     n_q, n_k = q.shape[-2], k.shape[-2]

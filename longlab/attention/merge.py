@@ -11,6 +11,23 @@ from collections.abc import Sequence
 import torch
 
 
+def lse_weights(logits: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights, lse) of a softmax along `dim`: the stabilised log-sum-exp combine, written once.
+
+    weights = exp(logits - lse) (same shape as logits), lse = log sum exp(logits) along `dim` (dim removed).
+    Entries at -inf get weight 0; a slice that is -inf throughout gets weights 0 and lse -inf (never NaN).
+    The max shift is detached: its gradient cancels exactly, so gradients stay exact and NaN-free.
+    """
+    top = logits.amax(dim=dim, keepdim=True).detach()
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    scaled = torch.exp(logits - top)  # 0 at -inf
+    total = scaled.sum(dim=dim, keepdim=True)
+    empty = total == 0
+    safe_total = torch.where(empty, torch.ones_like(total), total)
+    lse = torch.where(empty, torch.full_like(total, float("-inf")), top + safe_total.log())
+    return scaled / safe_total, lse.squeeze(dim)
+
+
 def merge(partials: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Combine [(out_i, lse_i), ...] with out_i (..., N, Dv) and lse_i (..., N) into one (out, lse).
 
@@ -34,15 +51,6 @@ def merge(partials: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.
     if len(partials) == 1:
         return partials[0][0], partials[0][1]
 
-    lses = torch.stack([lse for _, lse in partials])  # (m, ..., N)
-    # The max is only a stabiliser: its gradient cancels exactly, so detaching it is exact.
-    top = lses.amax(dim=0).detach()
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    scaled = torch.exp(lses - top)  # 0 for -inf pieces
-    total = scaled.sum(dim=0)
-    empty = total == 0
-    safe_total = torch.where(empty, torch.ones_like(total), total)
-    lse = torch.where(empty, torch.full_like(total, float("-inf")), top + safe_total.log())
-    weights = scaled / safe_total  # (m, ..., N)
+    weights, lse = lse_weights(torch.stack([lse for _, lse in partials]), dim=0)  # (m, ..., N), (..., N)
     out = sum(w.unsqueeze(-1).to(o.dtype) * o for w, (o, _) in zip(weights, partials))
     return out, lse.to(partials[0][1].dtype)

@@ -5,8 +5,9 @@ One object per pattern; the kernels, the tests and every figure read the same ob
 - `multiplicity(heads, n)`  -> int (H, N, N): how many branches show key j to query i (0 = unseen);
 - `keys_for(query, head, heads, n)` -> {branch: LongTensor of key positions};
 - `pairs(heads, n)` / `flops(n, head_dim, heads)`: the work a gathered (not masked) kernel does;
-- `mask_mod(heads, n)`: a FlexAttention mask_mod(b, h, q_idx, kv_idx) for the union of branches.
-N x N methods are for teaching-sized N (figures, tests); `pairs`/`flops` work at any N.
+- `mask_mod(heads, n)`: a FlexAttention mask_mod(b, h, q_idx, kv_idx) for the union of branches, in closed
+  form (index arithmetic only), so a FlexAttention block mask scales to N = 64k (see `longlab.attention.flex`).
+N x N methods are for teaching-sized N (figures, tests); `pairs`/`flops`/`mask_mod` work at any N.
 """
 from __future__ import annotations
 
@@ -16,13 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checks import positive_int
+
 OFFSET_MODES = ("reference", "paper")
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _causal_pairs(m: int) -> int:
@@ -30,7 +27,21 @@ def _causal_pairs(m: int) -> int:
 
 
 class Pattern:
-    """Base class. Subclasses define `causal`, `num_branches` and `_branch_mask(branch, heads, n)`."""
+    """Base class of every sparsity pattern: which keys query i of head h sees, through which branches.
+
+    To add a pattern (one file or one class here; a frozen dataclass with validated fields, like `Dilated`):
+    - set `causal` and `num_branches` (a property if it depends on the fields) and `branch_names()`;
+    - `_branch_mask(branch, heads, n)` -> bool (H, N, N), written straight from the paper's definition: the
+      teaching-sized truth that `multiplicity`, `keys_for`, figures and tests read;
+    - `branch_mask_mod(branch, heads, n)` -> mod(b, h, q_idx, kv_idx) -> bool: the same branch in CLOSED FORM,
+      index arithmetic on the arguments only (//, %, comparisons, &, |; per-head constants may be looked up
+      in a tensor of H entries). Never index an (H, N, N) tensor: FlexAttention's block mask at N = 65536
+      must not cost N^2 memory. It must accept ints as well as broadcastable index tensors. `mask_mod` (the
+      union) and the FlexAttention backend's multiplicity (the sum) are built from it;
+    - `pairs(heads, n)`: the scored pairs in closed form, if the N x N default is too slow for large N.
+    Then add the pattern to the cases of `test_mask_mods_match_branch_masks` in tests/test_patterns.py (it
+    compares every branch_mask_mod with `_branch_mask` for several N and head counts).
+    """
 
     causal: bool = False
     num_branches: int = 1
@@ -43,7 +54,7 @@ class Pattern:
 
     def branch_masks(self, heads: int, n: int) -> torch.Tensor:
         """bool (branches, H, N, N): True where query i of head h sees key j through that branch."""
-        _check_positive_int("heads", heads), _check_positive_int("n", n)
+        positive_int("heads", heads), positive_int("n", n)
         return torch.stack([self._branch_mask(b, heads, n) for b in range(self.num_branches)])
 
     def multiplicity(self, heads: int, n: int) -> torch.Tensor:
@@ -67,19 +78,36 @@ class Pattern:
         """FLOPs of QK^T plus PV (2 * D multiply-adds each per scored pair), summed over `heads` heads."""
         return 4.0 * head_dim * self.pairs(heads, n)
 
+    def branch_mask_mod(self, branch: int, heads: int, n: int):
+        """mod(b, h, q_idx, kv_idx) -> bool: `_branch_mask` in closed form (see the class docstring)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form branch_mask_mod; implement branch_mask_mod(branch, heads, n) "
+            f"with index arithmetic only (see the Pattern docstring)")
+
+    def branch_mask_mods(self, heads: int, n: int) -> list:
+        """One closed-form mod per branch (`branch_mask_mod`), checked sizes."""
+        positive_int("heads", heads), positive_int("n", n)
+        return [self.branch_mask_mod(b, heads, n) for b in range(self.num_branches)]
+
     def mask_mod(self, heads: int, n: int):
-        """FlexAttention mask_mod(b, h, q_idx, kv_idx) -> bool for the union of branches (tensor lookup)."""
-        union = self.multiplicity(heads, n) > 0
+        """FlexAttention mask_mod(b, h, q_idx, kv_idx) -> bool: True where query q_idx of head h sees key kv_idx
+        through at least one branch (the union of `branch_mask_mods`; index arithmetic only)."""
+        mods = self.branch_mask_mods(heads, n)
+        if len(mods) == 1:
+            return mods[0]
 
-        def mod(b, h, q_idx, kv_idx):
-            return union[h, q_idx, kv_idx]
+        def union(b, h, q_idx, kv_idx):
+            seen = mods[0](b, h, q_idx, kv_idx)
+            for mod in mods[1:]:
+                seen = seen | mod(b, h, q_idx, kv_idx)
+            return seen
 
-        return mod
+        return union
 
     def block_occupancy(self, heads: int, n: int, block: int = 128) -> torch.Tensor:
         """bool (H, ceil(N/block), ceil(N/block)): True where a block x block tile of the union mask has any
         visible pair, i.e. a tile a block-sparse masked kernel (FlexAttention's BlockMask) must compute."""
-        _check_positive_int("block", block)
+        positive_int("block", block)
         union = self.multiplicity(heads, n) > 0
         nb = -(-n // block)
         padded = torch.zeros(heads, nb * block, nb * block, dtype=torch.bool)
@@ -90,11 +118,12 @@ class Pattern:
         """Fraction of block x block tiles (over all heads) that are non-empty (1 - block sparsity)."""
         return float(self.block_occupancy(heads, n, block).float().mean())
 
-    def flex_block_mask(self, heads: int, n: int, block: int = 128):
-        """FlexAttention `BlockMask` for the union mask (torch.nn.attention.flex_attention.create_block_mask)."""
-        from torch.nn.attention.flex_attention import create_block_mask
+    def flex_block_mask(self, heads: int, n: int, block: int = 128, device="cpu"):
+        """FlexAttention `BlockMask` of the union mask, built from the closed-form mask_mod in bounded memory
+        (`longlab.attention.flex.block_mask`)."""
+        from .flex import block_mask
 
-        return create_block_mask(self.mask_mod(heads, n), 1, heads, n, n, device="cpu", BLOCK_SIZE=block)
+        return block_mask(self, heads, n, block=block, device=device)
 
 
 @dataclass(frozen=True)
@@ -112,6 +141,14 @@ class Dense(Pattern):
             mask = mask.tril()
         return mask.expand(heads, n, n)
 
+    def branch_mask_mod(self, branch, heads, n):
+        causal = self.causal
+
+        def dense(b, h, q_idx, kv_idx):
+            return (kv_idx <= q_idx) if causal else (kv_idx >= 0) & (q_idx >= 0)
+
+        return dense
+
     def pairs(self, heads, n):
         return heads * (_causal_pairs(n) if self.causal else n * n)
 
@@ -124,7 +161,7 @@ class SlidingWindow(Pattern):
     causal: bool = False
 
     def __post_init__(self):
-        _check_positive_int("window", self.window)
+        positive_int("window", self.window)
 
     def branch_names(self) -> list[str]:
         return [f"window {self.window}"]
@@ -134,6 +171,15 @@ class SlidingWindow(Pattern):
         dist = idx[:, None] - idx[None, :]
         mask = (dist < self.window) & (dist > (-1 if self.causal else -self.window))
         return mask.expand(heads, n, n)
+
+    def branch_mask_mod(self, branch, heads, n):
+        window, low = self.window, (-1 if self.causal else -self.window)
+
+        def sliding_window(b, h, q_idx, kv_idx):
+            dist = q_idx - kv_idx
+            return (dist < window) & (dist > low)
+
+        return sliding_window
 
     def pairs(self, heads, n):
         w = min(self.window, n)
@@ -177,8 +223,8 @@ class Dilated(Pattern):
                 f"segment_lengths and dilation_rates need the same non-zero length, got {len(w)} and {len(r)}"
             )
         for i, (wi, ri) in enumerate(zip(w, r)):
-            _check_positive_int(f"segment_lengths[{i}]", wi)
-            _check_positive_int(f"dilation_rates[{i}]", ri)
+            positive_int(f"segment_lengths[{i}]", wi)
+            positive_int(f"dilation_rates[{i}]", ri)
             if wi % ri:
                 raise ValueError(
                     f"segment_lengths[{i}]={wi} is not divisible by dilation_rates[{i}]={ri}; "
@@ -196,7 +242,7 @@ class Dilated(Pattern):
     def geometric(cls, w0: int, alpha: int, branches: int, causal: bool = False, offsets="reference") -> Dilated:
         """LongNet's schedule (paper sec. 2.2): w_i = w0 * alpha^i, r_i = alpha^i for i < branches."""
         for name, value in (("w0", w0), ("alpha", alpha), ("branches", branches)):
-            _check_positive_int(name, value)
+            positive_int(name, value)
         return cls(tuple(w0 * alpha**i for i in range(branches)), tuple(alpha**i for i in range(branches)),
                    causal=causal, offsets=offsets)
 
@@ -244,6 +290,31 @@ class Dilated(Pattern):
         if self.causal:
             mask = mask & torch.ones(n, n, dtype=torch.bool).tril()
         return mask
+
+    def branch_mask_mod(self, branch, heads, n):
+        """Closed form of branch i: q and kv lie in one segment of w_i = min(w_i, N) and both are rows head h
+        keeps, p mod r_i = offset_i(h) (w_i is a multiple of r_i, and a clamped w_i = N is one segment, so the
+        in-segment index mod r_i is p mod r_i); causal adds kv <= q."""
+        w, r, causal = self.segment_length(branch, n), self.dilation_rates[branch], self.causal
+        offset = self._offset_of_head(branch, heads)
+
+        def dilated_branch(b, h, q_idx, kv_idx):
+            off = offset(h)
+            hit = (q_idx // w == kv_idx // w) & (q_idx % r == off) & (kv_idx % r == off)
+            return hit & (kv_idx <= q_idx) if causal else hit
+
+        return dilated_branch
+
+    def _offset_of_head(self, branch: int, heads: int):
+        """h -> offset of head h in `branch`: arithmetic for the named modes, else a lookup in H entries."""
+        rate = self.dilation_rates[branch]
+        if self.offsets == "reference":
+            block = math.ceil(heads / rate)
+            return lambda h: h // block
+        if self.offsets == "paper":
+            return lambda h: h % rate
+        table = torch.tensor(self.head_offsets(branch, heads))
+        return lambda h: table.to(h.device)[h] if isinstance(h, torch.Tensor) else int(table[h])
 
     def pairs(self, heads, n):
         total = 0

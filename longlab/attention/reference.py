@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from .merge import lse_weights
 from .validate import check_qkv, check_scale, expand_kv_heads
 
 
@@ -69,12 +70,5 @@ def reference_attention(
     keep = keep.expand_as(scores)
     scores = scores.masked_fill(~keep, float("-inf"))
 
-    row_max = scores.amax(dim=-1, keepdim=True).detach()
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    weights = torch.exp(scores - row_max)  # exp(-inf) = 0 on masked entries
-    total = weights.sum(dim=-1, keepdim=True)
-    empty = total == 0
-    safe_total = torch.where(empty, torch.ones_like(total), total)
-    out = torch.matmul(weights / safe_total, v)
-    lse = torch.where(empty, torch.full_like(total, float("-inf")), row_max + safe_total.log()).squeeze(-1)
-    return out, lse
+    weights, lse = lse_weights(scores, dim=-1)  # masked entries (-inf) get weight 0
+    return torch.matmul(weights, v), lse

@@ -1,6 +1,6 @@
 """`longlab bench attend`: longlab's `attend` vs PyTorch SDPA, same inputs, same run.
 
-Target (issue 2): attend forward within 1.3x of SDPA at N = 8192, 8 heads, D = 64 on CPU.
+Target: attend forward within 1.3x of SDPA at N = 8192, 8 heads, D = 64 on CPU.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`longlab bench dilated`: LongNet dilated attention vs dense SDPA with the same causality, same run.
 
-Config (issue 3): 8 heads, D = 64, float32, segment_lengths [2048, 4096, 8192], dilation_rates [1, 2, 4].
+Config: 8 heads, D = 64, float32, segment_lengths [2048, 4096, 8192], dilation_rates [1, 2, 4].
 Targets on the 2-core CPU: N = 16384 non-causal >= 4.0x faster than SDPA (FLOP ideal 4.57x); N = 65536
 non-causal and causal >= 15x (ideal 18.3x); time(65536) / time(16384) <= 4.6; forward+backward at 65536 >= 8x.
 `speedup` = sdpa_s / dilated_s; `flop_ideal_speedup` = dense pairs / dilated pairs from the pattern objects.
@@ -8,8 +8,16 @@ Peak memory = bytes of tensors created during the call (see longlab.analysis.mem
 Dense SDPA at N = 65536 takes ~40 s forward on a quiet 2-core CPU, so large sizes run once (no warm-up);
 smaller sizes alternate dilated and SDPA runs and keep the fastest of each. `--threads 1` is steadier on a
 machine shared with other work (two threads wait on each other whenever one is descheduled).
+
+`--flex` (default on; `--no-flex` skips it): the same forward by PyTorch's FlexAttention with the pattern's
+block mask (`dilated_attention(backend="flex")`, same results): `flex_s` times the kernel with the mask
+prebuilt, `flex_mask_s` the first mask build (compile included), `flex_max_diff` = max |flex - gathered|.
+FlexAttention computes every tile holding a visible pair, so expect it slower than gathering on CPU.
 """
 from __future__ import annotations
+
+import argparse
+import time
 
 import torch
 import torch.nn.functional as F
@@ -17,13 +25,14 @@ from tqdm.auto import tqdm
 
 from ..analysis.memtrack import timed_peak
 from ..attention.dilated import dilated_attention
+from ..attention.flex import block_mask, pattern_attention
 from ..attention.patterns import Dense, Dilated
-from .common import device_label, stamp
+from .common import device_label, stamp, time_call
 
 NAME = "dilated"
 HELP = "time LongNet dilated attention vs dense SDPA (forward, forward+backward, peak memory), N = 4k..64k"
 COLUMNS = ["N", "causal", "pass", "dilated_s", "sdpa_s", "speedup", "flop_ideal_speedup", "dilated_peak_mib",
-           "sdpa_peak_mib", "growth_vs_prev"]
+           "sdpa_peak_mib", "growth_vs_prev", "flex_s", "flex_max_diff"]
 LARGE = 32768  # from this N on: one timed run, no warm-up (dense SDPA is tens of seconds)
 
 
@@ -40,6 +49,8 @@ def register(parser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many alternating runs below N = 32768")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--flex", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time FlexAttention with the pattern's block mask (forward rows)")
 
 
 def _measure_pair(ours, sdpa, n, repeats, device):
@@ -79,10 +90,25 @@ def _backward_fns(q, k, v, lengths, rates, causal):
     return ours, sdpa
 
 
+def _measure_flex(q, k, v, pattern, repeats, device) -> dict:
+    """flex_s (best of `repeats` after one warm-up call that compiles), flex_mask_s, flex_max_diff."""
+    with torch.no_grad():
+        start = time.perf_counter()
+        mask = block_mask(pattern, q.shape[1], q.shape[2], device=device)
+        mask_s = time.perf_counter() - start
+        out = pattern_attention(q, k, v, pattern, mask=mask)
+        t_flex = min(time_call(lambda: pattern_attention(q, k, v, pattern, mask=mask), 1, warmup=0, device=device)
+                     for _ in range(repeats))
+        gathered = dilated_attention(q, k, v, list(pattern.segment_lengths), list(pattern.dilation_rates),
+                                     causal=pattern.causal)
+    return {"flex_s": t_flex, "flex_mask_s": mask_s, "flex_max_diff": (out - gathered).abs().max().item()}
+
+
 def measure(sizes, heads: int = 8, head_dim: int = 64, segment_lengths=(2048, 4096, 8192),
             dilation_rates=(1, 2, 4), causal_modes=(False, True), backward_sizes=(), repeats: int = 3,
-            device="cpu", progress: bool = True) -> list[dict]:
-    """Time dilated_attention vs SDPA on random (1, heads, N, head_dim) inputs; one row per (N, causal, pass)."""
+            device="cpu", progress: bool = True, flex: bool = False) -> list[dict]:
+    """Time dilated_attention vs SDPA on random (1, heads, N, head_dim) inputs; one row per (N, causal, pass).
+    flex: also time FlexAttention on the forward rows (columns empty elsewhere)."""
     device = torch.device(device)
     segment_lengths, dilation_rates = list(segment_lengths), list(dilation_rates)
     timed_peak(lambda: dilated_attention(*(torch.ones(1, 1, 8, 4),) * 3, [4], [2]))  # first-use costs of the tracker
@@ -98,11 +124,14 @@ def measure(sizes, heads: int = 8, head_dim: int = 64, segment_lengths=(2048, 40
         pattern = Dilated(segment_lengths, dilation_rates, causal=causal)
         ideal = Dense(causal).pairs(heads, n) / pattern.pairs(heads, n)
         prev = last.get((causal, pass_))
+        flex_cols = dict.fromkeys(("flex_s", "flex_mask_s", "flex_max_diff"), "")
+        if flex and pass_ == "fwd":
+            flex_cols = _measure_flex(q, k, v, pattern, repeats if n < LARGE else 1, device)
         rows.append({
             "N": n, "causal": causal, "pass": pass_, "dilated_s": t_ours, "sdpa_s": t_sdpa,
             "speedup": t_sdpa / t_ours, "flop_ideal_speedup": ideal,
             "dilated_peak_mib": m_ours / 2**20, "sdpa_peak_mib": m_sdpa / 2**20,
-            "growth_vs_prev": "" if prev is None else f"{t_ours / prev[1]:.3g} for N x{n // prev[0]}",
+            "growth_vs_prev": "" if prev is None else f"{t_ours / prev[1]:.3g} for N x{n // prev[0]}", **flex_cols,
             "heads": heads, "D": head_dim, "segment_lengths": " ".join(map(str, segment_lengths)),
             "dilation_rates": " ".join(map(str, dilation_rates)), "device": device_label(device),
             "threads": torch.get_num_threads(), **stamp(),
@@ -118,5 +147,5 @@ def main(args) -> list[dict]:
         torch.set_num_threads(args.threads)
     causal_modes = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
     rows = measure(sizes, args.heads, args.head_dim, args.segment_lengths, args.dilation_rates, causal_modes,
-                   backward_sizes, repeats, args.device)
+                   backward_sizes, repeats, args.device, flex=args.flex)
     return rows

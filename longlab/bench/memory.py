@@ -1,6 +1,6 @@
 """`longlab bench memory`: KVMemory exact top-k vs faiss IndexFlatIP, same data, same run; add throughput.
 
-Target (issue 4): exact top-32 for 1024 queries over 1,000,000 keys of dim 64 (float32, CPU) within 1.5x of
+Target: exact top-32 for 1024 queries over 1,000,000 keys of dim 64 (float32, CPU) within 1.5x of
 faiss IndexFlatIP, returning the same neighbours (ties aside). One row per KVMemory chunk size plus a faiss
 row; `ratio_vs_faiss` = our search time / faiss search time (below 1 = faster).
 """

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checks import positive_int
+
 
 @dataclass(frozen=True)
 class DictionaryExample:
@@ -24,8 +26,7 @@ class DictionaryExample:
 def make_dictionary(num_pairs: int, key_len: int = 3, value_len: int = 3, seed: int = 0) -> DictionaryExample:
     """Distinct random lowercase keys, random values, one queried key; deterministic given the seed."""
     for name, value in (("num_pairs", num_pairs), ("key_len", key_len), ("value_len", value_len)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        positive_int(name, value)
     if num_pairs > 26**key_len:
         raise ValueError(f"num_pairs={num_pairs} exceeds the {26**key_len} distinct keys of length {key_len}")
     rng = random.Random(seed)

@@ -8,6 +8,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from ..checks import positive_int
+
 INSTRUCTION = ("There is a pass key hidden in the text below, among many unimportant sentences. "
                "Find it and remember it; you will be asked for it at the end.\n")
 FILLER = "The grass is green. The sky is blue. The sun is warm. Here we go. There and back again. "
@@ -29,8 +31,7 @@ class PasskeyExample:
 def make_passkey(length: int, depth: float | None = None, seed: int = 0) -> PasskeyExample:
     """One prompt of about `length` characters (never shorter than the fixed parts), key at relative `depth`
     (default: drawn uniformly from [0, 1] by the seeded generator). Deterministic given (length, depth, seed)."""
-    if not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive int (characters), got {length!r}")
+    positive_int("length", length, "characters")
     if depth is not None and not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1], got {depth!r}")
     rng = random.Random(seed)

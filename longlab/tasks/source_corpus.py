@@ -14,6 +14,7 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
+from ..checks import int_at_least, positive_int
 from .corpus import Document
 
 SKIP_FOLDERS = ("test", "tests", "idle_test", "encodings", "pydoc_data", "site-packages", "__pycache__")
@@ -27,8 +28,7 @@ def stdlib_root() -> Path:
 def load_source_documents(min_bytes: int = 32_000, root=None) -> list[Document]:
     """Standard-library .py files with at least `min_bytes` bytes as Documents named by their path relative to
     the stdlib folder (e.g. "argparse.py"), sorted by that path. `root` overrides the folder (for tests)."""
-    if isinstance(min_bytes, bool) or not isinstance(min_bytes, int) or min_bytes < 0:
-        raise ValueError(f"min_bytes must be an int >= 0, got {min_bytes!r}")
+    int_at_least("min_bytes", min_bytes, 0, "bytes")
     root = stdlib_root() if root is None else Path(root)
     if not root.is_dir():
         raise ValueError(f"root={str(root)!r} is not a folder; leave it None for the standard library")
@@ -51,8 +51,7 @@ def split_source_documents(docs: list[Document] | None = None,
                            val_every: int = 6) -> tuple[list[Document], list[Document]]:
     """Deterministic train/validation split of the source files: in path order, every `val_every`-th file
     (indices 0, val_every, ...) is held out. Path order mixes sizes and packages into both halves."""
-    if isinstance(val_every, bool) or not isinstance(val_every, int) or val_every < 2:
-        raise ValueError(f"val_every must be an int >= 2, got {val_every!r}")
+    int_at_least("val_every", val_every, 2)
     docs = load_source_documents() if docs is None else sorted(docs, key=lambda d: d.name)
     val = [d for i, d in enumerate(docs) if i % val_every == 0]
     train = [d for i, d in enumerate(docs) if i % val_every != 0]
@@ -62,7 +61,7 @@ def split_source_documents(docs: list[Document] | None = None,
 def held_out_long_files(count: int | None = None, docs: list[Document] | None = None) -> list[Document]:
     """The documents loss-vs-memory curves are measured on, by a rule fixed in advance: the held-out files of
     `split_source_documents` in path order (all of them, or the first `count`). Every one has >= 32,000 bytes."""
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise ValueError(f"count must be None or an int >= 1, got {count!r}")
+    if count is not None:
+        positive_int("count", count, "files; or None for all")
     _, val = split_source_documents(docs)
     return val if count is None else val[:count]
