@@ -46,6 +46,7 @@ def retrieval_figure(ret, query: int) -> go.Figure:
     fig.update_xaxes(range=[-0.01 * n, 1.01 * n], title_text=axis_label("position in document", "bytes"), row=1, col=1)
     fig.update_xaxes(title_text=axis_label("rank among retrieved", "1 = best score"), row=2, col=1)
     fig.update_yaxes(title_text=axis_label("cosine score", "-1..1"), row=2, col=1)
+    fig.update_yaxes(title_text="head", row=1, col=1)
     empty = "" if (got["positions"] >= 0).any() else " (memory still empty: first window)"
     title = f"query byte {query}: …{_snippet(ret.tokens, query + 1, 40, 0)}▮{empty}"
     fig.update_layout(barmode="group", height=620)
@@ -123,6 +124,7 @@ def recall_figure(rows: list[dict]) -> go.Figure:
     fig.add_trace(go.Bar(x=names, y=[r["search_s"] * 1e3 for r in rows], marker_color=COLORS["muted"]), row=1, col=2)
     fig.update_yaxes(range=[0, 1.1], title_text=axis_label("recall@k", "fraction"), row=1, col=1)
     fig.update_yaxes(title_text=axis_label("search time", "ms"), row=1, col=2)
+    fig.update_xaxes(title_text="index")
     return fig.update_layout(title="exact vs approximate kNN search", showlegend=False)
 
 

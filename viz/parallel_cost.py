@@ -51,7 +51,8 @@ def volume_figure(seq_len=512, world=4, heads=8, head_dim=16, worlds=(2, 4, 8), 
     fig.update_layout(title=f"Bytes each rank sends per layer (forward), H={heads}, D={head_dim}, float32")
     fig.update_xaxes(type="log", dtick=0.30103)
     fig.update_yaxes(type="log", title_text=axis_label("bytes sent per rank", "B"), row=1, col=1)
-    fig.update_xaxes(title_text=axis_label("ranks P"), row=1, col=1)
+    fig.update_yaxes(title_text=axis_label("bytes sent per rank", "B"), row=1, col=2)
+    fig.update_xaxes(title_text=axis_label("ranks P", "processes"), row=1, col=1)
     fig.update_xaxes(title_text=axis_label("sequence length N", "tokens"), row=1, col=2)
     fig.update_layout(height=420)
     return fig
