@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import int_at_least
 from .layers import Block
 from .registry import attention_class, attention_kinds
 
@@ -48,9 +49,7 @@ class TinyLMConfig:
     def __post_init__(self):
         for name in ("vocab_size", "context", "d_model", "n_layers", "n_heads", "mlp_ratio", "window",
                      "memory_size", "memory_topk", "pool_block"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "memory_size" else 1):
-                raise ValueError(f"TinyLMConfig.{name} must be a positive int, got {value!r}")
+            int_at_least(f"TinyLMConfig.{name}", getattr(self, name), 0 if name == "memory_size" else 1)
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(f"d_model={self.d_model} must split into n_heads={self.n_heads} even head dims")
         kinds = (self.attention,) * self.n_layers if isinstance(self.attention, str) else tuple(self.attention)
