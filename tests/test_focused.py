@@ -291,3 +291,33 @@ def test_focused_model_gives_the_same_losses_on_cuda(topk):
     gpu_batch.prev, gpu_batch.prev_y, gpu_batch.curr, gpu_batch.curr_y = (
         t.cuda() for t in (batch.prev, batch.prev_y, batch.curr, batch.curr_y))
     torch.testing.assert_close(crossbatch_loss(gpu_model, gpu_batch).cpu(), want, atol=1e-4, rtol=1e-4)
+
+
+def test_read_into_memory_without_reads_stores_the_same_entries():
+    torch.manual_seed(0)
+    model = TinyLM(TinyLMConfig(context=N, d_model=D_MODEL, n_heads=HEADS, n_layers=3,
+                                attention=("dense", "focused", "dense"), memory_size=64, memory_topk=4)).eval()
+    prompt = torch.randint(0, 256, (5 * N + 3,))
+    stored = []
+    for read in (True, False):
+        with memory_lanes(model, sizes=[64]) as run:
+            read_into_memory(model, prompt, keep_last=3, read=read)
+            bank = run.layers[0].memories[0]
+            stored.append((bank.keys[:, : len(bank)].clone(), bank.values[:, : len(bank)].clone()))
+    torch.testing.assert_close(stored[0], stored[1], rtol=0, atol=0)
+    two = TinyLM(TinyLMConfig(context=N, d_model=D_MODEL, n_heads=HEADS, n_layers=2, attention="focused"))
+    with pytest.raises(ValueError, match="one memory layer"):
+        read_into_memory(two, prompt, keep_last=3, read=False)
+
+
+def test_all_of_memory_records_its_best_entries_only_when_asked():
+    layer = make_layer(topk=None)
+    x1, x2 = windows(2)
+    pos = torch.arange(N)
+    with torch.no_grad():
+        layer(x1, pos)
+        plain = layer(x2, pos, write_memory=False)
+        out, reads = layer(x2, pos, return_retrievals=True)
+    rec = reads.lanes[1]
+    assert rec.positions.shape == (HEADS, N, N) and (rec.weights > 0).all() and (rec.weights.sum(-1) < 1).all()
+    torch.testing.assert_close(out, plain)

@@ -54,7 +54,7 @@ class MemoryLayer(SelfAttention):
     """Base of memory-augmented attention layers for TinyLM (see the module docstring for the hooks).
 
     forward(x (B, N, d), positions (N,), doc_start=None, write_memory=True, doc_ids=None, return_retrievals=False,
-    **context) -> (B, N, d), or (out, LayerReads) when return_retrievals."""
+    read_memory=True, **context) -> (B, N, d), or (out, LayerReads) when return_retrievals."""
 
     def __init__(self, config, layer_index: int = 0, memory_size: int | None = None):
         super().__init__(config, layer_index)
@@ -121,19 +121,21 @@ class MemoryLayer(SelfAttention):
         self.lanes.write(k_raw, v, doc_ids)
 
     def forward(self, x, positions, doc_start=None, write_memory: bool = True, doc_ids=None,
-                return_retrievals: bool = False, **context):
+                return_retrievals: bool = False, read_memory: bool = True, **context):
         q_raw, k_raw, v = self.project(x)
         q, k = self.rotate(q_raw, k_raw, positions)
         reads = None
-        if self.uses_memory(**context):
+        use = self.uses_memory(**context)
+        if use:
             self.ensure_lanes(x.shape[0], k_raw.device, k_raw.dtype)
             self.lanes.start_documents(doc_start)
-            reads = self.read(q_raw, q)  # READ before this window is written
+            if read_memory:  # False: write only (filling memory fast; the output then ignores memory)
+                reads = self.read(q_raw, q)  # READ before this window is written
         out = self.combine(q, k, v, reads, q_raw=q_raw, k_raw=k_raw, record=return_retrievals, **context)
         call_extras = {}
         if isinstance(out, tuple):
             out, call_extras = out
-        if reads is not None and write_memory:
+        if use and write_memory:
             with torch.no_grad():
                 self.write(k_raw, v, doc_ids)
         out = self.merge_heads(out)

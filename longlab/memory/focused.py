@@ -77,9 +77,7 @@ class FocusedAttention(MemoryLayer):
             n = len(bank)
             keys, values = bank.keys[None, :, :n].clone(), bank.values[None, :, :n].clone()  # writes follow
             out, lse = attend(q[None], keys, values, scale=self.scale)
-            found = bank.search(q, min(RECORD_K, n))  # the best entries, for the record only
-            logits = found.scores * self.scale
-            return LaneRead(out[0], lse[0], Retrieval(found.positions, found.doc_ids, logits, logits))
+            return LaneRead(out[0], lse[0], None)  # the record (best entries) is searched only when asked
         found = bank.search(q, self.topk)  # top-k by inner product, no gradient (indices only matter)
         logits = torch.einsum("hnd,hnkd->hnk", q, found.keys) * self.scale  # gradient flows to q only
         lse = torch.logsumexp(logits, dim=-1)
@@ -89,6 +87,12 @@ class FocusedAttention(MemoryLayer):
     # ---- the one softmax --------------------------------------------------------------------------------
     def combine(self, q, k, v, reads, *, k_raw=None, record=False, extra=None, crossbatch=None, **context):
         out, lse = attend(q, k, v, causal=True, scale=self.scale)
+        if record and self.topk is None and reads is not None:  # all of memory: record its best entries
+            for i, r in enumerate(reads):
+                if r is not None:
+                    found = self.lanes[i].bank.search(q[i].detach(), RECORD_K)
+                    logits = found.scores * self.scale
+                    r.record = Retrieval(found.positions, found.doc_ids, logits, logits)
         if crossbatch is not None:
             return self._crossbatch(q, k_raw, v, out, lse, crossbatch, record)
         if extra is not None:
@@ -100,7 +104,8 @@ class FocusedAttention(MemoryLayer):
                     outs.append(out[i]), lses.append(lse[i])
                     continue
                 o, s = merge([(out[i], lse[i]), (r.out, r.lse)])
-                r.record.weights = torch.exp(r.record.scores - s.detach()[..., None])  # share of the one softmax
+                if r.record is not None:  # each entry's share of the one softmax
+                    r.record.weights = torch.exp(r.record.scores - s.detach()[..., None])
                 outs.append(o), lses.append(s)
             out = torch.stack(outs)
         return out
@@ -154,21 +159,29 @@ class FocusedAttention(MemoryLayer):
 
 
 @torch.no_grad()
-def read_into_memory(model, tokens: torch.Tensor, keep_last: int) -> torch.Tensor:
+def read_into_memory(model, tokens: torch.Tensor, keep_last: int, read: bool = True) -> torch.Tensor:
     """Feed all but the last `keep_last` tokens of `tokens` (N,) or (B, N) into the model's memory, window by
     window (config.context tokens each, the last one possibly shorter), and return the kept tail (B, keep_last):
     the local context from which `model.generate` continues. The memory lanes must already be there (e.g.
-    inside `memory_lanes(model, sizes=[...])`) or are made at the layers' capacity."""
-    if not memory_layers(model):
+    inside `memory_lanes(model, sizes=[...])`) or are made at the layers' capacity.
+
+    read=False skips the memory reads while filling (much faster for large memories). With ONE memory layer this
+    stores exactly the same entries: that layer's keys and values come from the layers below it, which do not
+    depend on memory; with several memory layers it would not, so it is refused."""
+    layers = memory_layers(model)
+    if not layers:
         raise ValueError("model has no memory layer; build it with attention=(..., 'focused')")
+    if not read and len(layers) > 1:
+        raise ValueError("read=False is exact only for a model with one memory layer (the keys a memory layer "
+                         "writes depend on the reads of the memory layers below it)")
     tokens = tokens[None] if tokens.dim() == 1 else tokens
     context = model.config.context
-    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or not 1 <= keep_last <= context:
-        raise ValueError(f"keep_last must be an int in [1, context={context}] (the tokens left in the local "
+    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or not 0 <= keep_last <= context:
+        raise ValueError(f"keep_last must be an int in [0, context={context}] (the tokens left in the local "
                          f"window), got {keep_last!r}")
     if tokens.shape[1] < keep_last:
         raise ValueError(f"prompt has {tokens.shape[1]} tokens, fewer than keep_last={keep_last}")
     head = tokens[:, : tokens.shape[1] - keep_last]
     for start in range(0, head.shape[1], context):
-        model(head[:, start : start + context])
+        model(head[:, start : start + context], read_memory=read)
     return tokens[:, head.shape[1]:]
