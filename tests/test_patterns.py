@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import dilated_branches
 
+from longlab.attention.floatlike import FloatLike
 from longlab.attention.patterns import Dense, Dilated, SlidingWindow, head_offsets
 
 
@@ -95,7 +96,8 @@ def _assert_mask_mods_match(pattern, heads, n):
 
 @pytest.mark.parametrize("pattern", [Dense(False), Dense(True), SlidingWindow(1), SlidingWindow(5, causal=True),
                                      SlidingWindow(40), Dilated((4, 8, 16), (1, 2, 4), True, "paper"),
-                                     Dilated((6, 9), (3, 3), False, "reference")], ids=repr)
+                                     Dilated((6, 9), (3, 3), False, "reference"), FloatLike(1, causal=True),
+                                     FloatLike(2)], ids=repr)
 @pytest.mark.parametrize("heads, n", [(1, 1), (3, 7), (5, 24), (4, 37)])
 def test_mask_mods_match_branch_masks(pattern, heads, n):
     _assert_mask_mods_match(pattern, heads, n)

@@ -37,7 +37,8 @@ class Pattern:
       index arithmetic on the arguments only (//, %, comparisons, &, |; per-head constants may be looked up
       in a tensor of H entries). Never index an (H, N, N) tensor: FlexAttention's block mask at N = 65536
       must not cost N^2 memory. It must accept ints as well as broadcastable index tensors. `mask_mod` (the
-      union) and the FlexAttention backend's multiplicity (the sum) are built from it;
+      union) and the FlexAttention backend's multiplicity (the sum) are built from it. A one-branch pattern
+      may write `mask_mod(heads, n)` instead, with the same rules;
     - `pairs(heads, n)`: the scored pairs in closed form, if the N x N default is too slow for large N.
     Then add the pattern to the cases of `test_mask_mods_match_branch_masks` in tests/test_patterns.py (it
     compares every branch_mask_mod with `_branch_mask` for several N and head counts).
@@ -80,6 +81,8 @@ class Pattern:
 
     def branch_mask_mod(self, branch: int, heads: int, n: int):
         """mod(b, h, q_idx, kv_idx) -> bool: `_branch_mask` in closed form (see the class docstring)."""
+        if self.num_branches == 1 and type(self).mask_mod is not Pattern.mask_mod:
+            return self.mask_mod(heads, n)  # a one-branch pattern that wrote its mask_mod directly
         raise NotImplementedError(
             f"{type(self).__name__} has no closed-form branch_mask_mod; implement branch_mask_mod(branch, heads, n) "
             f"with index arithmetic only (see the Pattern docstring)")
