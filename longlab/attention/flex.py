@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..checks import positive_int
-from .patterns import Pattern
+from .pattern_base import Pattern
 
 EAGER_LIMIT = 2**24  # H * N * N up to this: build the block mask eagerly (no compile wait; ~128 MiB at most)
 _CACHE: dict = {}
