@@ -137,3 +137,17 @@ def test_save_load_references_the_backbone(tmp_path):
 def test_bad_input_is_named(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_longmem_is_a_tinylm_kind_writing_its_own_keys():
+    from longlab.memory.memory_eval import loss_vs_memory
+    from longlab.models import attention_kinds
+
+    assert "longmem" in attention_kinds()
+    torch.manual_seed(0)
+    model = TinyLM(TinyLMConfig(context=16, d_model=16, n_heads=2, n_layers=2, attention=("dense", "longmem"),
+                                memory_size=64, memory_topk=8))
+    curve = loss_vs_memory(model, tokens(1, 16 * 4 + 1, seed=2)[0], [0, 64], progress=False)
+    assert curve.token_losses.shape == (2, 64)
+    assert torch.equal(curve.token_losses[0, :16], curve.token_losses[1, :16])  # window 1: nothing to read yet
+    assert not torch.equal(curve.token_losses[0, 16:], curve.token_losses[1, 16:])  # later windows read memory
