@@ -50,6 +50,15 @@ class RetroWindows:
         """The windows at rows `index` (a slice, int list or tensor)."""
         return RetroWindows(*(getattr(self, f.name)[index] for f in fields(self)))
 
+    def shuffled(self, seed: int = 0) -> RetroWindows:
+        """The same windows with every chunk's neighbour list swapped for another (window, chunk)'s: the control
+        that tells a gain from READING the neighbours apart from a gain from the added trainable block."""
+        p, n_chunks, k, r = self.neighbours.shape
+        perm = torch.randperm(p * n_chunks, generator=torch.Generator().manual_seed(seed))
+        swap = lambda t: t.reshape(p * n_chunks, *t.shape[2:])[perm].reshape(t.shape)  # noqa: E731
+        return RetroWindows(self.tokens, self.doc_ids, self.starts, swap(self.neighbours), swap(self.lengths),
+                            swap(self.nb_doc_ids), swap(self.nb_offsets), swap(self.scores))
+
     def batch(self, index, k: int):
         """x, y (b, N), neighbours (b, L, k, 2m), lengths (b, L, k) for window rows `index`, first k neighbours."""
         from .retro_model import check_neighbour_count
