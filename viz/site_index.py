@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STYLE = """body{font-family:Inter,'Helvetica Neue',Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#1f2933;line-height:1.5}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:14px}
 th,td{border:1px solid #e4e7eb;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f5f7fa}
-.fail{color:#d64545;font-weight:bold}.scroll{overflow-x:auto}.scroll td{white-space:nowrap}
+.fail{color:#d64545;font-weight:bold}.scroll{overflow-x:auto}.nowrap td{white-space:nowrap}
 code{background:#f5f7fa;padding:0 3px}"""
 
 
@@ -33,10 +33,11 @@ def _number(value: str) -> str:
     return f"{x:,.0f}" if x.is_integer() and abs(x) < 1e15 else f"{x:.4g}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], nowrap: bool = False) -> str:
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+    cls = ' class="nowrap"' if nowrap else ""
+    return f'<div class="scroll"><table{cls}><tr>{head}</tr>{body}</table></div>'
 
 
 def notebooks_section(results) -> str:
@@ -95,8 +96,24 @@ def bench_section(out: Path) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
         parts.append(f'<h3><a href="data/{_e(rel.as_posix())}">{_e(rel.as_posix())}</a></h3>'
-                     + _table([_e(h) for h in table[0]], [[_number(c) for c in row] for row in table[1:]]))
+                     + _table([_e(h) for h in table[0]], [[_number(c) for c in row] for row in table[1:]], nowrap=True))
     return "".join(parts)
+
+
+def records_section(out: Path) -> str:
+    """Links to the other recorded result files (data/*/ JSON and CSV outside checkpoints and bench), copied."""
+    links = []
+    for path in sorted((ROOT / "data").rglob("*")):
+        rel = path.relative_to(ROOT / "data")
+        if path.suffix not in (".json", ".csv") or rel.parts[0] in ("checkpoints", "bench") or len(rel.parts) < 2:
+            continue
+        if path.stat().st_size > 5_000_000:  # built artefacts (e.g. a retrieval database), not records
+            continue
+        target = out / "data" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+        links.append(f'<li><a href="data/{_e(rel.as_posix())}">{_e(rel.as_posix())}</a></li>')
+    return f"<h3>Other recorded results (data/)</h3><ul>{''.join(links)}</ul>" if links else ""
 
 
 def write_index(out: Path, results, small: bool = False) -> Path:
@@ -116,6 +133,7 @@ explorer sliders need a running kernel: clone the repository and run <code>make 
 {_table(["checkpoint", "layers", "held-out loss", "unigram bar", "also measured", "regenerate"], checkpoints)}
 <h3>Benchmarks (data/bench, recorded runs; times in seconds)</h3>
 {bench_section(out)}
+{records_section(out)}
 </body></html>
 """
     path = out / "index.html"
