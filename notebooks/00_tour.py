@@ -118,7 +118,8 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# Sparse patterns score fewer pairs. A sliding window keeps the w nearest keys (4 d N w FLOPs per head);
+# Sparse patterns score fewer pairs. A sliding window of width w keeps the keys less than w positions away (2w - 1
+# of them, w when causal): about 4 d N (2w - 1) FLOPs per head;
 # LongNet's dilated attention (Ding et al. 2023) mixes segments of growing length w_i with rows thinned by
 # growing rates r_i. In the same convention (`Q K^T` plus `P V`) it costs **4 N d sum_i(w_i / r_i^2)** per head;
 # the paper writes 2 N d sum_i(w_i / r_i^2) because it counts `Q K^T` alone. Linear in N once N exceeds the
