@@ -1,0 +1,219 @@
+"""Tasks for the Focused Transformer claims: dictionary lookup far beyond the local context (the paper's
+synthetic task, arXiv 2307.03170 sec. 5) and passkey retrieval, answered from memory.
+
+Dictionary format (bytes): definitions "abcd:xyz;" packed into windows of L tokens, never straddling a window
+boundary (the rest of a window is padded with spaces), then a question "?abcd:" whose answer is the value "xyz".
+Training (crossbatch): each lane's previous window holds one window of definitions, its current window asks
+questions about them ("?abcd:xyz;" repeated, the loss on the value bytes only); other lanes' definition windows
+are the negatives. Evaluation: a dictionary of many windows is read into memory (`read_into_memory`), the local
+context holds only the question, and the model generates the value (exact match).
+"""
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass
+
+import torch
+
+from ..checks import positive_int
+from .crossbatch import CrossbatchBatch, make_layout
+from .focused import read_into_memory
+from .lanes import memory_lanes
+
+PAD = " "
+IGNORE = -100  # cross-entropy ignore_index: bytes that are not answers
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    """A window-aligned dictionary: text (definitions, len = windows * window), keys / values in text order."""
+
+    text: str
+    keys: tuple
+    values: tuple
+    window: int
+
+    def question(self, i: int) -> str:
+        return f"?{self.keys[i]}:"
+
+    def __repr__(self) -> str:
+        return f"Dictionary({len(self.keys)} definitions, {len(self.text)} bytes, window={self.window})"
+
+
+def _keys(rng: random.Random, count: int, key_len: int) -> list[str]:
+    if count > 26**key_len // 2:
+        raise ValueError(f"{count} distinct keys of {key_len} letters would fill more than half of the "
+                         f"{26**key_len} possible keys; use longer keys")
+    seen: set[str] = set()
+    out = []
+    while len(out) < count:
+        key = "".join(rng.choices(string.ascii_lowercase, k=key_len))
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
+    return out
+
+
+def make_window_dictionary(windows: int, window: int, key_len: int = 4, value_len: int = 3,
+                           seed: int = 0) -> Dictionary:
+    """`windows` windows of `window` bytes, each floor(window / (key_len + value_len + 2)) definitions + padding."""
+    positive_int("windows", windows)
+    per_def = key_len + value_len + 2
+    per_window = window // per_def
+    if per_window < 1:
+        raise ValueError(f"window={window} is shorter than one definition ({per_def} bytes)")
+    rng = random.Random(seed)
+    keys = _keys(rng, windows * per_window, key_len)
+    values = ["".join(rng.choices(string.ascii_lowercase, k=value_len)) for _ in keys]
+    parts = []
+    for w in range(windows):
+        body = "".join(f"{k}:{v};" for k, v in zip(keys[w * per_window : (w + 1) * per_window],
+                                                     values[w * per_window : (w + 1) * per_window]))
+        parts.append(body + PAD * (window - len(body)))
+    return Dictionary("".join(parts), tuple(keys), tuple(values), window)
+
+
+def _bytes(text: str) -> torch.Tensor:
+    return torch.tensor(list(text.encode("ascii")), dtype=torch.long)
+
+
+def lookup_batch(lanes: int, window: int, d: int, rng: random.Random, key_len: int = 4,
+                 value_len: int = 3) -> CrossbatchBatch:
+    """A crossbatch batch of the lookup task: lane i's previous window = one window of definitions, its current
+    window = questions with answers about them ("?key:value;" from a random phase), targets IGNORE except the
+    value bytes. Negatives: d - 1 other lanes' definition windows (each lane its own dictionary)."""
+    prev, prev_y, curr, curr_y = [], [], [], []
+    for _ in range(lanes):
+        book = make_window_dictionary(1, window, key_len, value_len, seed=rng.randrange(2**31))
+        text = book.text
+        prev.append(_bytes(text))
+        prev_y.append(torch.full((window,), IGNORE, dtype=torch.long))
+        asked, targets = "", []
+        while len(asked) < window + 1 + 16:
+            i = rng.randrange(len(book.keys))
+            start = len(asked) + key_len + 2  # first value byte
+            targets.extend(range(start, start + value_len))
+            asked += f"?{book.keys[i]}:{book.values[i]};"
+        phase = rng.randrange(key_len + value_len + 3)
+        tokens = _bytes(asked[phase : phase + window + 1])
+        y = torch.full((window,), IGNORE, dtype=torch.long)
+        for t in targets:
+            if 1 <= t - phase <= window:
+                y[t - phase - 1] = tokens[t - phase]
+        curr.append(tokens[:window])
+        curr_y.append(y)
+    layout = make_layout(lanes, d, rng, docs=list(range(lanes)))
+    return CrossbatchBatch(torch.stack(prev), torch.stack(prev_y), torch.stack(curr), torch.stack(curr_y), layout,
+                           [0] * lanes)
+
+
+def _check_question(prompt: str, marker: str) -> None:
+    if marker not in prompt[-200:]:
+        raise ValueError(f"the prompt has no question: it must end with a question containing {marker!r} "
+                         f"(e.g. '?abcd:' for a dictionary lookup, or the passkey QUESTION)")
+
+
+@torch.no_grad()
+def answer(model, prompt: str, max_new: int, memory_size: int | None, keep_last: int, marker: str = "?",
+           read: bool = False) -> str:
+    """Read `prompt` into memory (all but its last `keep_last` bytes) and greedily generate `max_new` bytes from
+    the kept tail. memory_size None or 0: no memory, the model sees only the tail (the no-memory baseline)."""
+    _check_question(prompt, marker)
+    tokens = _bytes(prompt).to(next(model.parameters()).device)
+    keep_last = min(keep_last, tokens.numel())
+    if not memory_size:
+        with memory_lanes(model, sizes=[0]):
+            out = model.generate(tokens[None, -keep_last:], max_new)
+    else:
+        with memory_lanes(model, sizes=[memory_size]):
+            tail = read_into_memory(model, tokens, keep_last=keep_last, read=read)
+            out = model.generate(tail, max_new)
+    return bytes(out[0, -max_new:].tolist()).decode("ascii", errors="replace")
+
+
+@torch.no_grad()
+def dictionary_accuracy(model, book: Dictionary, questions: list[int], memory_size: int | None,
+                        read: bool = False) -> float:
+    """Exact-match accuracy of looking up book.keys[i] for i in `questions`: the whole dictionary read once into
+    a memory of `memory_size` tokens (None/0: no memory), then each question asked with only the question in the
+    local context (generation reads memory but never writes it)."""
+    if not questions:
+        raise ValueError("questions is empty; pass indices of keys to look up")
+    value_len = len(book.values[0])
+    device = next(model.parameters()).device
+    hits = 0
+    with memory_lanes(model, sizes=[memory_size or 0]):
+        if memory_size:
+            read_into_memory(model, _bytes(book.text).to(device), keep_last=0, read=read)
+        for i in questions:
+            out = model.generate(_bytes(book.question(i)).to(device)[None], value_len)
+            hits += bytes(out[0, -value_len:].tolist()).decode("ascii", errors="replace") == book.values[i]
+    return hits / len(questions)
+
+
+def passkey_batch(lanes: int, window: int, rng: random.Random) -> CrossbatchBatch:
+    """A crossbatch batch (d = 1) of the passkey task: lane i's previous window = filler with the key line at a
+    random place, its current window = filler, the question and the answer; targets IGNORE except the answer's
+    digits. d = 1 because every document has the same template: another lane's key line is not distinguishable
+    from the own one by content (a negative would be a second, equally valid pass key)."""
+    from ..tasks.passkey import FILLER, KEY_LINE, QUESTION
+
+    prev, prev_y, curr, curr_y = [], [], [], []
+    filler = FILLER * (2 * window // len(FILLER) + 2)
+    for _ in range(lanes):
+        key = str(rng.randint(1, 50000))
+        line = KEY_LINE.format(key=key)
+        if len(line) > window:
+            raise ValueError(f"window={window} is shorter than the key line ({len(line)} bytes)")
+        cut = rng.randrange(window - len(line) + 1)
+        start = rng.randrange(len(FILLER))
+        text = filler[start : start + cut] + line
+        text += filler[start + cut : start + cut + window - len(text)]
+        prev.append(_bytes(text))
+        prev_y.append(torch.full((window,), IGNORE, dtype=torch.long))
+        tail = QUESTION + key + "."
+        lead = rng.randrange(max(1, window + 1 - len(tail)))
+        asked = filler[start : start + lead] + tail
+        asked += filler[: window + 1 - len(asked)]
+        tokens = _bytes(asked)
+        y = torch.full((window,), IGNORE, dtype=torch.long)
+        first = lead + len(QUESTION)
+        for t in range(first, first + len(key)):
+            y[t - 1] = tokens[t]
+        curr.append(tokens[:window])
+        curr_y.append(y)
+    layout = make_layout(lanes, 1, rng, docs=list(range(lanes)))
+    return CrossbatchBatch(torch.stack(prev), torch.stack(prev_y), torch.stack(curr), torch.stack(curr_y), layout,
+                           [0] * lanes)
+
+
+@torch.no_grad()
+def passkey_trial(model, example, memory: bool) -> tuple[bool, torch.Tensor | None]:
+    """Ask one `longlab.tasks.passkey` example. memory: the prompt read into memory, only the question kept
+    local; else the model sees the prompt's last window only. Returns (correct, attention mass on the key line
+    per memory-layer head (H,) at the question's last byte, or None without memory)."""
+    from ..tasks.passkey import KEY_LINE, QUESTION, score_passkey
+
+    _check_question(example.prompt, QUESTION.strip())
+    device = next(model.parameters()).device
+    tokens = _bytes(example.prompt).to(device)
+    context = model.config.context
+    new = len(example.answer) + 1
+    if not memory:
+        with memory_lanes(model, sizes=[0]):
+            out = model.generate(tokens[None, -context:], new)
+        return score_passkey(bytes(out[0, -new:].tolist()).decode("ascii", "replace"), example.answer), None
+    layer = model.memory_layers()[0]
+    with memory_lanes(model, sizes=[tokens.numel()]):
+        tail = read_into_memory(model, tokens, keep_last=len(QUESTION), read=False)
+        _, _, reads = model(tail, return_retrievals=True)
+        found = reads[layer.layer_index].lanes[0]
+        mass = None
+        if found is not None:
+            lo = example.key_offset
+            hi = lo + len(KEY_LINE.format(key=example.answer))
+            inside = (found.positions[:, -1] >= lo) & (found.positions[:, -1] < hi)
+            mass = (found.weights[:, -1] * inside).sum(-1)
+        out = model.generate(tail, new)
+    return score_passkey(bytes(out[0, -new:].tolist()).decode("ascii", "replace"), example.answer), mass

@@ -1,0 +1,83 @@
+"""Tasks for the Focused Transformer claims: window-aligned dictionaries, lookup and passkey crossbatch batches
+whose targets are exactly the answer bytes, questions answered from memory, and clear errors."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from longlab.memory.focused_tasks import (
+    IGNORE,
+    answer,
+    dictionary_accuracy,
+    lookup_batch,
+    make_window_dictionary,
+    passkey_batch,
+    passkey_trial,
+)
+from longlab.models import TinyLM, TinyLMConfig
+from longlab.tasks import make_passkey
+
+
+def test_window_dictionary_never_straddles_a_window():
+    book = make_window_dictionary(3, 32, key_len=4, value_len=3, seed=1)
+    assert len(book.text) == 96 and len(book.keys) == 9 == len(set(book.keys))
+    for w in range(3):
+        chunk = book.text[w * 32 : (w + 1) * 32]
+        assert chunk.endswith(" " * 5) and chunk.count(";") == 3  # 3 definitions of 9 bytes + 5 spaces
+    i = 4
+    assert f"{book.keys[i]}:{book.values[i]};" in book.text and book.question(i) == f"?{book.keys[i]}:"
+    with pytest.raises(ValueError, match="shorter than one definition"):
+        make_window_dictionary(1, 8)
+
+
+def test_lookup_batch_targets_are_the_values_of_keys_defined_in_the_positive():
+    batch = lookup_batch(4, 64, 2, random.Random(0))
+    assert batch.prev.shape == batch.curr.shape == (4, 64) and batch.layout.d == 2
+    assert (batch.prev_y == IGNORE).all()
+    for i in range(4):
+        defs = bytes(batch.prev[i].tolist()).decode()
+        asked = bytes(batch.curr[i].tolist()).decode()
+        pairs = dict(p.split(":") for p in defs.strip().split(";") if p)
+        targets = [(t, chr(int(y))) for t, y in enumerate(batch.curr_y[i]) if y != IGNORE]
+        assert targets and all(t + 1 < 64 and asked[t + 1] == c for t, c in targets if t + 1 < 64)
+        for start in [k for k, c in enumerate(asked) if c == "?"]:
+            key = asked[start + 1 : start + 5]
+            if start + 9 <= len(asked) and len(key) == 4:
+                assert asked[start + 6 : start + 9].startswith(pairs[key][: len(asked[start + 6 : start + 9])])
+
+
+def test_passkey_batch_targets_the_digits_and_uses_d_one():
+    batch = passkey_batch(3, 128, random.Random(2))
+    assert batch.layout.d == 1
+    for i in range(3):
+        line = bytes(batch.prev[i].tolist()).decode()
+        key = line.split("The pass key is ")[1].split(".")[0]
+        digits = "".join(chr(int(y)) for y in batch.curr_y[i] if y != IGNORE)
+        assert digits == key and "What is the pass key?" in bytes(batch.curr[i].tolist()).decode()
+    with pytest.raises(ValueError, match="shorter than the key line"):
+        passkey_batch(1, 32, random.Random(0))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TinyLM(TinyLMConfig(context=64, d_model=32, n_heads=2, n_layers=3, attention=("dense", "focused", "dense"),
+                               memory_size=256, memory_topk=4)).eval()
+
+
+def test_questions_run_from_memory_and_prompts_need_a_question(model):
+    book = make_window_dictionary(4, 32, seed=3)
+    acc = dictionary_accuracy(model, book, [0, 1], memory_size=128)
+    assert 0.0 <= acc <= 1.0 and len(model.memory_layers()[0].lanes) == 0  # the caller's lanes came back
+    assert len(answer(model, book.text + book.question(0), 3, 128, keep_last=6)) == 3
+    with pytest.raises(ValueError, match="no question"):
+        answer(model, book.text, 3, 128, keep_last=6)
+    example = make_passkey(200, 0.5, seed=1)
+    ok, mass = passkey_trial(model, example, memory=True)
+    assert isinstance(ok, bool) and mass.shape == (2,) and (mass >= 0).all() and (mass <= 1 + 1e-6).all()
+    with pytest.raises(ValueError, match="no question"):
+        passkey_trial(model, type(example)(example.prompt[:-60], example.answer, example.key_offset, 0.5), True)
+    with pytest.raises(ValueError, match="questions is empty"):
+        dictionary_accuracy(model, book, [], 128)
