@@ -72,6 +72,8 @@ def launch(
     timeout: seconds for the whole run; a rank that raises, dies or hangs gives RuntimeError/TimeoutError.
     start_method: "forkserver" (default: ranks fork from a clean, warm helper process) or "spawn" (every
         rank imports torch itself: seconds per launch). A callable `method` must be picklable (module level).
+        As with any non-fork start, a script that calls `launch` needs an `if __name__ == "__main__":` guard
+        (each rank re-imports the main module).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

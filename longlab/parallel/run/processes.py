@@ -4,7 +4,7 @@ Ranks start from a fork server: one clean helper process that has imported torch
 computes, so forking it is fast (~0.1 s per launch once it runs; starting it costs one torch import, once per
 session) and safe. Forking the caller instead is not: a parent that has run MKL/OpenMP work (any attention
 call) can be forked while one of its threads holds the MKL allocator's lock, and the child then spins
-forever in its first matrix product (seen as 60 s hangs on tiny inputs on a busy machine).
+forever in its first matrix product; a busy machine (threads descheduled mid-section) makes that likely.
 
 The caller creates the rendezvous store (a TCP store on an OS-chosen loopback port, so no port can be taken
 between choosing and binding it); each rank joins a gloo (or nccl) group through it, runs the program on its
