@@ -9,28 +9,23 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..attention import attend
-from .common import device_label, stamp, time_call
+from .common import add_shape_arguments, device_label, random_qkv, stamp, time_call
 
 NAME = "attend"
 HELP = "time attend() vs scaled_dot_product_attention for N = 1k..16k (forward, optional backward)"
 
 
 def register(parser) -> None:
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--head-dim", type=int, default=64)
+    add_shape_arguments(parser, sizes=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument("--causal", action="store_true")
     parser.add_argument("--backward", action="store_true", help="also time forward+backward")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def main(args) -> list[dict]:
     device = torch.device(args.device)
     rows = []
     for n in tqdm(args.sizes, desc="bench attend", unit="N"):
-        gen = torch.Generator().manual_seed(n)
-        q, k, v = (torch.randn(1, args.heads, n, args.head_dim, generator=gen).to(device) for _ in range(3))
+        q, k, v = random_qkv(args.heads, n, args.head_dim, device)
         row = {"N": n, "heads": args.heads, "D": args.head_dim, "causal": args.causal, "device": device_label(device)}
         with torch.no_grad():
             t_sdpa = time_call(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=args.causal),

@@ -20,6 +20,22 @@ from ..io import atomic_write
 DEFAULT_OUT = Path("data", "bench")  # relative: resolved against the working directory when written
 
 
+def add_shape_arguments(parser, sizes, heads: int = 8, head_dim: int = 64, repeats: int = 3,
+                        repeats_help: str = "timed runs per measurement (the median or best is kept)") -> None:
+    """--sizes, --heads, --head-dim, --repeats, --device: the options every attention benchmark shares."""
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(sizes), help="sequence lengths N")
+    parser.add_argument("--heads", type=int, default=heads)
+    parser.add_argument("--head-dim", type=int, default=head_dim)
+    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def random_qkv(heads: int, n: int, head_dim: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v (1, heads, n, head_dim), standard normal, seeded by n: every method sees the same inputs at one N."""
+    gen = torch.Generator().manual_seed(n)
+    return tuple(torch.randn(1, heads, n, head_dim, generator=gen).to(device) for _ in range(3))
+
+
 def sync(device: torch.device | str | None = None) -> None:
     """Wait for queued GPU work so wall-clock timings are honest."""
     if device is not None and torch.device(device).type == "cuda":

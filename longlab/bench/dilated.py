@@ -27,7 +27,7 @@ from ..analysis.memtrack import timed_peak
 from ..attention.dilated import dilated_attention
 from ..attention.flex import block_mask, pattern_attention
 from ..attention.patterns import Dense, Dilated
-from .common import device_label, stamp, time_call
+from .common import add_shape_arguments, device_label, random_qkv, stamp, time_call
 
 NAME = "dilated"
 HELP = "time LongNet dilated attention vs dense SDPA (forward, forward+backward, peak memory), N = 4k..64k"
@@ -37,18 +37,15 @@ LARGE = 32768  # from this N on: one timed run, no warm-up (dense SDPA is tens o
 
 
 def register(parser) -> None:
-    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384, 65536])
+    add_shape_arguments(parser, sizes=[4096, 16384, 65536],
+                        repeats_help="best of this many alternating runs below N = 32768")
     parser.add_argument("--quick", action="store_true", help="small smoke run: N = 2048, 8192, forward only")
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--segment-lengths", type=int, nargs="+", default=[2048, 4096, 8192])
     parser.add_argument("--dilation-rates", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--causal", choices=["both", "yes", "no"], default="both")
     parser.add_argument("--backward-sizes", type=int, nargs="*", default=[16384, 65536],
                         help="sizes (among --sizes) also timed forward+backward, non-causal")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many alternating runs below N = 32768")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--flex", action=argparse.BooleanOptionalAction, default=True,
                         help="also time FlexAttention with the pattern's block mask (forward rows)")
 
@@ -116,8 +113,7 @@ def measure(sizes, heads: int = 8, head_dim: int = 64, segment_lengths=(2048, 40
     jobs += [(n, False, "fwd+bwd") for n in sizes if n in backward_sizes]
     rows, last = [], {}
     for n, causal, pass_ in tqdm(jobs, desc="bench dilated", unit="case", disable=not progress):
-        gen = torch.Generator().manual_seed(n)
-        q, k, v = (torch.randn(1, heads, n, head_dim, generator=gen).to(device) for _ in range(3))
+        q, k, v = random_qkv(heads, n, head_dim, device)
         make = _forward_fns if pass_ == "fwd" else _backward_fns
         ours, sdpa = make(q, k, v, segment_lengths, dilation_rates, causal)
         (t_ours, m_ours), (t_sdpa, m_sdpa) = _measure_pair(ours, sdpa, n, repeats, device)

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..attention import attend
 from ..attention.linear import linear_attention
-from .common import device_label, stamp, time_call
+from .common import add_shape_arguments, device_label, random_qkv, stamp, time_call
 
 NAME = "linear"
 HELP = "time causal linear attention vs softmax attend for N = 256..16k (speed crossover)"
@@ -19,20 +19,15 @@ COLUMNS = ["N", "heads", "D", "device", "attend_s", "linear_s", "linear_over_att
 
 
 def register(parser) -> None:
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096, 8192, 16384])
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--head-dim", type=int, default=64)
+    add_shape_arguments(parser, sizes=[256, 512, 1024, 2048, 4096, 8192, 16384], heads=4)
     parser.add_argument("--chunk", type=int, default=64, help="linear attention rows per chunk")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def main(args) -> list[dict]:
     device = torch.device(args.device)
     rows = []
     for n in tqdm(args.sizes, desc="bench linear", unit="N"):
-        gen = torch.Generator().manual_seed(n)
-        q, k, v = (torch.randn(1, args.heads, n, args.head_dim, generator=gen).to(device) for _ in range(3))
+        q, k, v = random_qkv(args.heads, n, args.head_dim, device)
         with torch.no_grad():
             t_attend = time_call(lambda: attend(q, k, v, causal=True), args.repeats, device=device)
             t_linear = time_call(lambda: linear_attention(q, k, v, causal=True, chunk_size=args.chunk),
