@@ -80,7 +80,13 @@ from viz.ideas_patterns import (
     pooled_explorer,
     rerope_explorer,
 )
-from viz.ideas_results import extrapolation_figure, floatlike_vs_longnet_figure, linear_speed_figure, paged_figure
+from viz.ideas_results import (
+    extrapolation_figure,
+    floatlike_vs_longnet_figure,
+    linear_speed_figure,
+    paged_figure,
+    quality_figure,
+)
 from viz.teaching import answer
 
 gen = torch.Generator().manual_seed(SEED)
@@ -395,7 +401,33 @@ display(Markdown(
     f"(bound {decoder.max_entries_per_head()}), a dense cache {qd.shape[2]}."))
 
 # %% [markdown]
-# ## 7. Bad input names the fix
+# ## 7. Quality at the same budget
+#
+# The same TinyLM (2 layers, d = 128, 4 heads, context 256) trained for the same 300 steps (batch 8, seed 0, same
+# data order) on the standard library's source files with each attention kind; the dilated mix uses the LongNet
+# schedule whose pairs are nearest to float-like m = 2 at N = 256 (equal FLOPs). Held-out loss against training
+# time (one thread on a shared machine: read the times as rough):
+
+# %%
+runs = {}
+for path in sorted(Path(DATA).glob("quality_*.json")):
+    rec = json.loads(path.read_text())
+    runs.update(rec["runs"])
+    unigram = rec["unigram_val_loss"]
+if runs:
+    display(quality_figure(runs, unigram))
+    rows = [{"kind": kind, "held-out loss": f"{run['val_loss']:.3f}", "seconds": f"{run['elapsed_s']:.0f}",
+             "pairs per layer": run["pairs_per_layer"] or "-"} for kind, run in runs.items()]
+    display(Markdown(format_table(rows, markdown=True)))
+    best = min(runs, key=lambda kind: runs[kind]["val_loss"])
+    steps = next(iter(runs.values()))["history"][-1]["step"]
+    display(Markdown(f"Lowest held-out loss after {steps} steps: **{best}** (one seed each, so small gaps are not "
+                     f"evidence of a difference)."))
+else:
+    display(Markdown("No quality runs recorded; run `python data/ideas/make_ideas_results.py quality`."))
+
+# %% [markdown]
+# ## 8. Bad input names the fix
 
 # %%
 bad = {

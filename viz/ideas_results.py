@@ -87,3 +87,23 @@ def floatlike_vs_longnet_figure(rec: dict) -> go.Figure:
     fig.update_layout(title=f"Allocation vs distance at equal FLOPs, N = {comps[0]['n']}, {comps[0]['heads']} heads",
                       height=400, width=980, legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+def quality_figure(runs: dict, unigram: float | None = None) -> go.Figure:
+    """Held-out loss against training seconds for each attention kind (same steps, batch, data, seed)."""
+    fig = go.Figure()
+    for i, (kind, run) in enumerate(runs.items()):
+        hist = run["history"]
+        fig.add_trace(go.Scatter(x=[h["elapsed_s"] for h in hist], y=[h["val_loss"] for h in hist],
+                                 mode="lines+markers", name=f"{kind} ({run['val_loss']:.3f})",
+                                 line=dict(color=branch_color(i)),
+                                 hovertemplate=f"{kind}: step %{{text}}<extra></extra>",
+                                 text=[h["step"] for h in hist]))
+    if unigram is not None:
+        fig.add_hline(y=unigram, line=dict(color=COLORS["muted"], dash="dot"))
+        fig.add_annotation(x=0, xref="paper", y=unigram, text="unigram bar", showarrow=False, xanchor="left",
+                           yanchor="bottom")
+    fig.update_layout(title="Same TinyLM budget per attention kind: held-out loss during training",
+                      xaxis_title=axis_label("training time (shared machine)", "s"),
+                      yaxis_title=axis_label("held-out loss", "nats/byte"), height=420, width=880)
+    return fig
