@@ -1,5 +1,6 @@
-"""Sequence parallelism on real processes (torch.distributed, gloo, fork): exactness, bytes vs the
-simulator, failure handling. Each launch takes a fraction of a second."""
+"""Sequence parallelism on real processes (torch.distributed, gloo, ranks forked from a fork server): exactness,
+bytes vs the simulator, failure handling. Each launch takes a fraction of a second (the first one also starts
+the fork server)."""
 from __future__ import annotations
 
 import os
