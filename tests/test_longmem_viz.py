@@ -46,7 +46,8 @@ def test_retrieved_chunks_are_the_stored_bytes(small):
     for row in rows:
         first = int(row["bytes"].split("-")[0])
         assert first % 4 == 0 and first + 4 <= 64  # whole chunks from the windows read before this one
-        assert row["chunk"] == bytes(ret.tokens[first: first + 4].tolist()).decode().replace("\n", "⏎")
+        text = bytes(ret.tokens[first: first + 4].tolist()).decode()
+        assert row["chunk"] == text.replace("\n", "⏎").replace(" ", "␣")
     assert rows[0]["score q·mean(k)"] >= rows[1]["score q·mean(k)"]
     assert vl.retrieved_chunks(ret, 3, 0, 4) == []  # first window: memory still empty
     finite_json(vl.retrieved_chunks_figure(ret, 3, 1, 4))

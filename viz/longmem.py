@@ -71,9 +71,10 @@ def dataflow_figure(model) -> go.Figure:
                              height=200 + 90 * n, showlegend=False)
 
 
-def _text(tokens: torch.Tensor, lo: int, hi: int) -> str:
-    data = bytes(tokens[max(lo, 0): hi].tolist()).decode("utf-8", "replace")
-    return html.escape(data).replace("\n", "⏎")
+def _text(tokens: torch.Tensor, lo: int, hi: int, spaces: bool = False) -> str:
+    """Bytes lo..hi as text: newlines as ⏎ and, with spaces=True, spaces as ␣ (a chunk of blanks stays visible)."""
+    data = html.escape(bytes(tokens[max(lo, 0): hi].tolist()).decode("utf-8", "replace")).replace("\n", "⏎")
+    return data.replace(" ", "␣") if spaces else data
 
 
 def retrieved_chunks(ret, query: int, head: int, chunk_size: int) -> list[dict]:
@@ -88,7 +89,7 @@ def retrieved_chunks(ret, query: int, head: int, chunk_size: int) -> list[dict]:
         if first < 0:
             break
         rows.append({"rank": rank + 1, "bytes": f"{first}-{first + chunk_size - 1}",
-                     "chunk": _text(ret.tokens, first, first + chunk_size),
+                     "chunk": _text(ret.tokens, first, first + chunk_size, spaces=True),
                      "context before it": _text(ret.tokens, first - 16, first),
                      "score q·mean(k)": float(scores[start]),
                      "weight": float(weights[start: start + chunk_size].sum())})
