@@ -191,13 +191,15 @@ display(Markdown(
 # %% [markdown]
 # ## 5. Loss against the number of neighbours k, and leakage
 #
-# The model was trained with k = 2 neighbours per chunk; at evaluation k is swept. The red cross is the same
-# evaluation with neighbours from the window's **own file** allowed: those neighbours are the text itself.
+# The model was trained with k = 2 neighbours per chunk; at evaluation k is swept. At k = 2, the red cross is the
+# same evaluation with neighbours from the window's **own file** allowed (those can be the text itself), the grey
+# diamond the shuffled-neighbour control.
 
 # %%
-display(loss_by_k_figure(claims["loss_by_k"], claims["leakage"]["loss_same_doc_allowed"],
+display(loss_by_k_figure(claims["loss_by_k"], claims["leakage"]["loss_same_doc_allowed"], k_train, control["loss"],
                          title="Recorded: held-out loss vs k (all windows)"))
-display(loss_by_k_figure({str(k): v.mean().item() for k, v in live.items()}, title=f"Live: {len(sub)} windows"))
+display(loss_by_k_figure({str(k): v.mean().item() for k, v in live.items()}, control=live_shuffled, at_k=k_train,
+                         title=f"Live: {len(sub)} windows"))
 leak = claims["leakage"]
 delta = leak["loss_same_doc_allowed"] - leak["loss_same_doc_excluded"]
 exploits = "did not learn to exploit them" if abs(delta) < 0.01 else "uses them"

@@ -43,7 +43,8 @@ def test_neighbours_table_and_result_figures():
                      torch.full((p, n_chunks, k), 32), torch.full((p, n_chunks, k), 0.5))
     text = neighbours_table(w, ["own.py", "other.py"], 0, 1)
     assert "`efgh`" in text and "other.py @ 32" in text and "0.500" in text and text.count("\n| ") == 1 + k
-    assert len(loss_by_k_figure({"0": 2.0, "1": 1.9, "2": 1.8}, leak=1.2).data) == 2
+    fig = loss_by_k_figure({"0": 2.0, "1": 1.9, "2": 1.8, "4": 1.7}, leak=1.2, at_k=2, control=1.95)
+    assert len(fig.data) == 3 and fig.data[1].x == (2,) and fig.data[2].y == (1.95,)
     assert len(loss_along_window_figure(torch.ones(2, 12), torch.zeros(2, 12), m).data) == 2
     bins = [{"overlap": "0-3", "chunks": 1, "mean_gain": 0.1, "share_of_gain": 1.0}]
     assert len(gain_vs_overlap_figure([0.1], [2], bins).data) == 2

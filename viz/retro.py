@@ -67,14 +67,18 @@ def neighbours_table(windows, documents: list[str], window: int, chunk: int, k: 
     return "\n".join(lines)
 
 
-def loss_by_k_figure(loss_by_k: dict, leak: float | None = None, title: str = "") -> go.Figure:
-    """Held-out loss against the number of neighbours k (k = 0 is the frozen model), with the leakage run."""
+def loss_by_k_figure(loss_by_k: dict, leak: float | None = None, at_k: int = 2, control: float | None = None,
+                     title: str = "") -> go.Figure:
+    """Held-out loss against the number of neighbours k (k = 0 is the frozen model); optional points at k = at_k:
+    the leakage run (own file allowed) and the control (every chunk reads another chunk's neighbours)."""
     ks = sorted(int(k) for k in loss_by_k)
     fig = go.Figure(go.Scatter(x=ks, y=[loss_by_k[str(k)] if str(k) in loss_by_k else loss_by_k[k] for k in ks],
                                mode="lines+markers", name="other files only", line_color=method_color("retro")))
-    if leak is not None:
-        fig.add_trace(go.Scatter(x=[ks[-1]], y=[leak], mode="markers", marker_symbol="x", marker_size=12,
-                                 marker_color=COLORS["bad"], name="own file allowed (leakage)"))
+    for value, name, symbol, color in ((leak, "own file allowed (leakage)", "x", COLORS["bad"]),
+                                       (control, "control: shuffled neighbours", "diamond", COLORS["muted"])):
+        if value is not None:
+            fig.add_trace(go.Scatter(x=[at_k], y=[value], mode="markers", marker_symbol=symbol, marker_size=12,
+                                     marker_color=color, name=name))
     fig.update_layout(title=title or "Held-out loss vs neighbours per chunk (k = 0: the frozen TinyLM)",
                       xaxis_title=axis_label("neighbours per chunk k"), yaxis_title=axis_label("loss", "nats/byte"),
                       xaxis_tickvals=ks)
