@@ -61,6 +61,58 @@ def _branch(q_flat, k_flat, v_flat, pattern, branch, heads, n, causal, scale, de
     return results
 
 
+# Rows per step of the merge-as-you-go path: bounds its gathered q/k/v and partial outputs (2**19 rows of
+# D = 64 float32 = 128 MiB each) while keeping each attend call large enough to run at full speed.
+STREAM_ROWS = 2**19
+
+
+def _stream_merge(q_flat, k_flat, v_flat, pattern, heads, n, causal, scale, dedupe, dv):
+    """Forward without autograd: merge each piece into a running (out, lse) as soon as it is computed (paper
+    eq. 10 one piece at a time: lse <- log(e^lse + e^lse_b), out <- out e^(lse_old - lse) + out_b e^(lse_b - lse)).
+    Blocks are cut into runs of whole segments of about STREAM_ROWS rows, so the peak is the output plus one
+    run: O(N D), not O(branches N D). Same result as `_merge_branches` up to rounding."""
+    bsz = q_flat.shape[0]
+    rows_total = bsz * heads * n
+    flat = [t.reshape(rows_total, t.shape[-1]) for t in (q_flat, k_flat, v_flat)]
+    blocks = [block for b in range(pattern.num_branches) for block in branch_blocks(pattern, b, heads, n)]
+    blocks.sort(key=lambda block: not block.identity)  # an identity block (r = 1, N % w == 0) seeds the output
+    out = lse = None
+    if blocks and blocks[0].identity and not dedupe:
+        m = blocks[0].rows
+        out, lse = attend(*(t.view(1, -1, m, t.shape[-1]) for t in flat), causal=causal, scale=scale)
+        out, lse, blocks = out.reshape(rows_total, dv), lse.reshape(rows_total), blocks[1:]
+    if out is None:
+        out, lse = q_flat.new_zeros(rows_total, dv), q_flat.new_full((rows_total,), float("-inf"))
+    for block in blocks:
+        m = block.rows
+        index = None if block.identity else batch_rows(block.flat_index(n, q_flat.device), bsz, heads * n)
+        segments = (rows_total if index is None else index.numel()) // m  # over batch, heads and segments
+        log_w = None
+        if dedupe:
+            mult = block_multiplicity(pattern, block, heads, n).to(q_flat.device)
+            log_w = -mult.to(q_flat.dtype).log().reshape(1, -1, m, m).expand(bsz, -1, -1, -1).reshape(1, -1, m, m)
+        step = max(1, STREAM_ROWS // m)
+        for start in range(0, segments, step):
+            stop = min(segments, start + step)
+            rows = (torch.arange(start * m, stop * m, device=q_flat.device) if index is None
+                    else index[start * m: stop * m])
+            qb, kb, vb = (t.index_select(0, rows).view(1, -1, m, t.shape[-1]) for t in flat)
+            if dedupe:
+                out_b, lse_b = _biased_attention(qb, kb, vb, log_w[:, start:stop], causal, scale)
+            else:
+                out_b, lse_b = attend(qb, kb, vb, causal=causal, scale=scale)
+            del qb, kb, vb
+            out_b, lse_b = out_b.reshape(-1, dv), lse_b.reshape(-1)
+            old = lse.index_select(0, rows)
+            new = torch.logaddexp(old, lse_b)  # lse_b is finite: every kept row sees at least itself
+            running = out.index_select(0, rows).mul_(torch.exp(old - new)[:, None])
+            running.add_(out_b.mul_(torch.exp(lse_b - new)[:, None]))
+            out.index_copy_(0, rows, running)
+            lse.index_copy_(0, rows, new)
+            del out_b, lse_b, running
+    return out.view(bsz, heads, n, dv), lse.view(bsz, heads, n)
+
+
 def _merge_branches(branches, bsz, heads, n, dv, like):
     """LSE-merge of all branches' blocks straight into one (B, H, N, Dv) output (paper eq. 10).
 
@@ -151,6 +203,11 @@ def dilated_attention(
         return pattern_attention(q, k, v, pattern, dedupe=dedupe, scale=scale, return_lse=return_lse)
     bsz, n = q.shape[0], q.shape[2]
     q_flat, k_flat, v_flat = (t.reshape(bsz, heads * n, t.shape[-1]) for t in (q, k, v))
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))):
+        # No backward to feed: merge as we go (peak O(N D)). With autograd every branch's output is saved
+        # for the backward anyway, so the all-branches merge below costs no extra memory there.
+        out, lse = _stream_merge(q_flat, k_flat, v_flat, pattern, heads, n, causal, scale, dedupe, v.shape[-1])
+        return (out, lse) if return_lse else out
     branches = [_branch(q_flat, k_flat, v_flat, pattern, b, heads, n, causal, scale, dedupe)
                 for b in range(pattern.num_branches)]
     # A branch whose single block is the identity (r = 1, N % w == 0) goes first and seeds the output.
