@@ -61,8 +61,9 @@ def _branch(q_flat, k_flat, v_flat, pattern, branch, heads, n, causal, scale, de
     return results
 
 
-# Rows per step of the merge-as-you-go path: bounds its gathered q/k/v and partial outputs (2**19 rows of
-# D = 64 float32 = 128 MiB each) while keeping each attend call large enough to run at full speed.
+# Rows per run of the merge-as-you-go path (at most this, at most 1/16 of all rows, at least one segment):
+# bounds its gathered q/k/v and partial outputs (2**19 rows of D = 64 float32 = 128 MiB each) while keeping
+# each attend call large enough to run at full speed.
 STREAM_ROWS = 2**19
 
 
@@ -91,7 +92,7 @@ def _stream_merge(q_flat, k_flat, v_flat, pattern, heads, n, causal, scale, dedu
         if dedupe:
             mult = block_multiplicity(pattern, block, heads, n).to(q_flat.device)
             log_w = -mult.to(q_flat.dtype).log().reshape(1, -1, m, m).expand(bsz, -1, -1, -1).reshape(1, -1, m, m)
-        step = max(1, STREAM_ROWS // m)
+        step = max(1, min(STREAM_ROWS, rows_total // 16) // m)  # a run: at most 1/16 of the rows
         for start in range(0, segments, step):
             stop = min(segments, start + step)
             rows = (torch.arange(start * m, stop * m, device=q_flat.device) if index is None
