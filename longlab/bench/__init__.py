@@ -10,6 +10,8 @@ protocol of `longlab.plugins`, shared with the CLI commands):
     main(args) -> list[dict]    run it and RETURN the rows, one dict per measurement (same keys in every
                                 row); never write files, never change `args`
     COLUMNS = [...]             optional: the columns the printed table shows (default: all of them)
+    mode(args) -> (name, cols)  optional: for a variant (e.g. `--scale`) the CSV name used instead of NAME
+                                and its table columns
 
 The `bench` command prints the rows as a table and writes them to `<--out>/<NAME>_<device>.csv`
 (`--out` defaults to ./data/bench relative to the working directory; `_<device>` is the device type

@@ -13,6 +13,9 @@ machine shared with other work (two threads wait on each other whenever one is d
 block mask (`dilated_attention(backend="flex")`, same results): `flex_s` times the kernel with the mask
 prebuilt, `flex_mask_s` the first mask build (compile included), `flex_max_diff` = max |flex - gathered|.
 FlexAttention computes every tile holding a visible pair, so expect it slower than gathering on CPU.
+
+`--scale`: LongNet on a laptop, N = 4k..1M with the geometric mix up to w = N, dense SDPA measured at
+16k-64k and extrapolated by N^2, load average per row; see `longlab.bench._dilated_scale`.
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ from ..analysis.memtrack import timed_peak
 from ..attention.dilated import dilated_attention
 from ..attention.flex import block_mask, pattern_attention
 from ..attention.patterns import Dense, Dilated
+from ._dilated_scale import COLUMNS as SCALE_COLUMNS
+from ._dilated_scale import SIZES as SCALE_SIZES
+from ._dilated_scale import measure_scale
 from .common import add_shape_arguments, device_label, random_qkv, stamp, time_call
 
 NAME = "dilated"
@@ -48,6 +54,15 @@ def register(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--flex", action=argparse.BooleanOptionalAction, default=True,
                         help="also time FlexAttention with the pattern's block mask (forward rows)")
+    scale = parser.add_argument_group("--scale: LongNet's mix w0 * 2^i, r = 2^i up to w = N, N = 4k..1M "
+                                      "(CSV dilated_scale_<device>.csv; see longlab.bench._dilated_scale)")
+    scale.add_argument("--scale", action="store_true", help="run the scale benchmark instead")
+    scale.add_argument("--scale-sizes", type=int, nargs="+", default=SCALE_SIZES)
+    scale.add_argument("--w0", type=int, default=2048, help="first segment length of the geometric mix")
+    scale.add_argument("--dense-sizes", type=int, nargs="*", default=[16384, 32768, 65536],
+                       help="sizes where dense SDPA is measured (elsewhere extrapolated by N^2)")
+    scale.add_argument("--scale-backward-sizes", type=int, nargs="*", default=[262144],
+                       help="sizes also timed forward+backward (non-causal)")
 
 
 def _measure_pair(ours, sdpa, n, repeats, device):
@@ -136,7 +151,18 @@ def measure(sizes, heads: int = 8, head_dim: int = 64, segment_lengths=(2048, 40
     return rows
 
 
+def mode(args) -> tuple[str, list[str] | None]:
+    """CSV name and table columns: the scale benchmark writes its own file."""
+    return ("dilated_scale", SCALE_COLUMNS) if args.scale else (NAME, COLUMNS)
+
+
 def main(args) -> list[dict]:
+    if args.scale:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        causal_modes = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
+        return measure_scale(args.scale_sizes, args.heads, args.head_dim, args.w0, 2, causal_modes,
+                             args.dense_sizes, args.scale_backward_sizes, args.repeats, args.device)
     sizes, backward_sizes, repeats = ([2048, 8192], [], 1) if args.quick else (args.sizes, args.backward_sizes,
                                                                                  args.repeats)
     if args.threads:

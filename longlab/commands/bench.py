@@ -34,7 +34,9 @@ def main(args) -> int:
     for module, options in runs:
         rows = module.main(options)
         print(f"\n== bench {module.NAME} ==")
-        print(format_table(rows, getattr(module, "COLUMNS", None)))
-        path = write_csv(rows, csv_path(args.out, module.NAME, getattr(options, "device", None)))
+        mode = getattr(module, "mode", None)  # optional: a variant of the benchmark with its own CSV and columns
+        name, columns = mode(options) if mode else (module.NAME, getattr(module, "COLUMNS", None))
+        print(format_table(rows, columns))
+        path = write_csv(rows, csv_path(args.out, name, getattr(options, "device", None)))
         print(f"wrote {path}")
     return 0
