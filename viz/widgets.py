@@ -7,7 +7,8 @@ render plain go.Figure outputs (which survive in the executed .ipynb) instead of
 live kernel.
 
 `explorer(make_figure, controls)` is the slider-driven wrapper every viz widget uses: interactive -> an
-ipywidgets VBox(controls, FigureWidget) that redraws on every change; headless -> make_figure(**defaults).
+ipywidgets VBox(controls, FigureWidget) that redraws on every change (a new FigureWidget each time);
+headless -> make_figure(**defaults).
 """
 from __future__ import annotations
 
@@ -100,8 +101,13 @@ def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, objec
             controls[name].layout.display = None if applies(now) else "none"
 
     def redraw(_change=None):
+        # A fresh FigureWidget per redraw: the front end builds it from its full state in one message. Editing
+        # the live one in place (delete traces, add traces, relayout) is a burst of messages whose transient
+        # values a busy browser can miss, leaving a blank figure (seen under load in the browser test).
         show_applicable()
-        replace_figure(figure, make_figure(**values()))
+        old, box.figure = box.figure, go.FigureWidget(make_figure(**values()))
+        box.children = (*box.children[:-1], box.figure)
+        old.close()
 
     show_applicable()
 
