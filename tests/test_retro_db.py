@@ -113,7 +113,7 @@ def test_refuses_another_encoder(corpus, tmp_path):
     db = RetroDatabase.load(tmp_path / "db")
     with pytest.raises(ValueError, match="another encoder"):
         db.search(other.encode(db.entries.chunks[:2]), 1, identity=other.identity)
-    with pytest.raises(ValueError, match="another encoder"):  # resuming with another encoder rebuilds nothing silently
+    with pytest.raises(ValueError, match="another encoder"):  # same weights, other number of layers: another encoder
         RetroDatabase.load(tmp_path / "db", identity=small_encoder(0, layers=0).identity)
 
 
