@@ -102,3 +102,24 @@ def test_linear_speed_recorded():
     grow_soft = rows[-1]["attend_s"] / rows[0]["attend_s"]
     grow_lin = rows[-1]["linear_s"] / rows[0]["linear_s"]
     assert grow_soft > 4 * grow_lin
+
+
+def test_quality_runs_recorded():
+    import sys
+
+    sys.path.insert(0, str(DATA))
+    from make_ideas_results import QUALITY_KINDS, quality_config
+
+    from longlab.models import TinyLM
+
+    for kind in QUALITY_KINDS:
+        rec = _load(f"quality_{kind}")
+        run = rec["runs"][kind]
+        assert run["model"] == repr(TinyLM(quality_config(kind)))  # the recorded model is the one the script builds
+        assert run["history"][-1]["val_loss"] == run["val_loss"] and run["history"][-1]["step"] == rec["steps"]
+        assert run["val_loss"] < rec["unigram_val_loss"] - 0.5  # every kind learned far past byte frequencies
+        losses = [h["val_loss"] for h in run["history"]]
+        assert losses[-1] < losses[0]
+    dilated = _load("quality_dilated")["runs"]["dilated"]["pairs_per_layer"]
+    floatlike = _load("quality_floatlike")["runs"]["floatlike"]["pairs_per_layer"]
+    assert 0.5 < dilated / floatlike < 2  # equal FLOPs up to the schedule grid
