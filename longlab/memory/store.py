@@ -161,12 +161,18 @@ class KVMemory:
             keys, values = keys[:, -self.capacity:], values[:, -self.capacity:]
             positions, doc_ids = positions[-self.capacity:], doc_ids[-self.capacity:]
             n = self.capacity
-        slots = (torch.arange(n, device=self.device) + self.cursor) % self.capacity
-        self.keys[:, slots] = keys
-        self.values[:, slots] = values
-        self.key_norms[:, slots] = keys.norm(dim=-1)
-        self.positions[slots] = positions
-        self.doc_ids[slots] = doc_ids
+        # The ring's slots for these n entries are at most two contiguous runs: plain slice copies (several
+        # times faster than scattering through an index tensor).
+        first = min(n, self.capacity - self.cursor)
+        runs = ((slice(0, first), slice(self.cursor, self.cursor + first)), (slice(first, n), slice(0, n - first)))
+        for src, dst in runs:
+            if src.start == src.stop:
+                continue
+            self.keys[:, dst] = keys[:, src]
+            self.values[:, dst] = values[:, src]
+            self.key_norms[:, dst] = torch.linalg.vector_norm(keys[:, src], dim=-1)
+            self.positions[dst] = positions[src]
+            self.doc_ids[dst] = doc_ids[src]
         self.cursor = (self.cursor + n) % self.capacity
         self.count = min(self.capacity, self.count + n)
         if self._faiss is not None:
