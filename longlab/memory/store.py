@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .faiss_backend import FaissIndex
-from .persist import META_INTS, load_memory, save_memory
+from .persist import META_INTS, read_memory_into, save_memory
 from .search import exact_topk
 
 BACKENDS = ("torch", "faiss")
@@ -239,16 +239,21 @@ class KVMemory:
 
     @classmethod
     def load(cls, path, device=None) -> KVMemory:
-        """Read a memory written by `save`; raises ValueError on a truncated or inconsistent file."""
-        meta, tensors = load_memory(path)
-        n = meta["count"]
-        memory = cls(meta["capacity"], meta["key_dim"], meta["value_dim"], heads=meta["heads"], device=device,
-                     dtype=meta["dtype"], backend=meta["backend"], index=meta["index"])
-        memory.keys[:, :n] = tensors["keys"].to(memory.device)
-        memory.values[:, :n] = tensors["values"].to(memory.device)
-        memory.key_norms[:, :n] = memory.keys[:, :n].norm(dim=-1)
-        memory.positions[:n] = tensors["positions"].to(memory.device)
-        memory.doc_ids[:n] = tensors["doc_ids"].to(memory.device)
+        """Read a memory written by `save`, streaming slices from the file straight into the new buffers (peak
+        memory about one memory, not two); raises ValueError naming the file if it is truncated or corrupt."""
+        built = {}
+
+        def make_buffers(meta):
+            n = meta["count"]
+            memory = cls(meta["capacity"], meta["key_dim"], meta["value_dim"], heads=meta["heads"], device=device,
+                         dtype=meta["dtype"], backend=meta["backend"], index=meta["index"])
+            built["memory"] = memory
+            return {"keys": memory.keys[:, :n], "values": memory.values[:, :n], "positions": memory.positions[:n],
+                    "doc_ids": memory.doc_ids[:n]}
+
+        meta = read_memory_into(path, make_buffers)
+        memory, n = built["memory"], meta["count"]
+        memory.key_norms[:, :n] = torch.linalg.vector_norm(memory.keys[:, :n], dim=-1)
         memory.cursor, memory.count, memory.total_added = meta["cursor"], n, meta["total_added"]
         if memory._faiss is not None:
             memory._faiss.mark_dirty()
