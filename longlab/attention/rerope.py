@@ -79,8 +79,9 @@ def rerope_attention(q, k, v, window: int, leak=None, positions=None, base: floa
     if window >= n:
         return band
     if math.isfinite(s):
-        q_far = _rope(q[..., window:, :], window + (pos[window:] - window) / s, base)
-        k_far = _rope(k[..., : n - window, :], pos[: n - window] / s, base)
+        exact = pos.to(torch.float64)  # fractional positions: float32 would round them before the rotation
+        q_far = _rope(q[..., window:, :], window + (exact[window:] - window) / s, base)
+        k_far = _rope(k[..., : n - window, :], exact[: n - window] / s, base)
     else:
         q_far = _rope(q[..., window:, :], torch.full_like(pos[window:], window), base)
         k_far = k[..., : n - window, :]
