@@ -70,3 +70,21 @@ def test_corrupt_header_names_the_file(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
         KVMemory.load(tmp_path / "nothing.safetensors")
+
+
+def test_ivf_nprobe_trades_recall_and_exact_flag_searches_exactly():
+    """Same API, approximate behind it: more lists scanned never lowers recall here, all lists = exact."""
+    pytest.importorskip("faiss")
+    from longlab.memory import recall_at_k
+
+    gen = torch.Generator().manual_seed(3)
+    keys, queries = torch.randn(4000, 16, generator=gen), torch.randn(50, 16, generator=gen)
+    memory = KVMemory(4000, 16, backend="faiss", index="ivf", nprobe=1).add(keys, keys)
+    exact = memory.search(queries, 10, exact=True)
+    recalls = []
+    for nprobe in (1, 4, 64):  # 64 >= nlist = 63 lists here: every list scanned
+        memory.nprobe = nprobe
+        recalls.append(recall_at_k(memory.search(queries, 10), exact))
+    assert recalls[0] < 1.0 and recalls[-1] == 1.0, recalls
+    with pytest.raises(ValueError, match="nprobe"):
+        KVMemory(10, 4).nprobe = 2

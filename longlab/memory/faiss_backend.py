@@ -47,11 +47,12 @@ def build_index(kind: str, vectors: np.ndarray, hnsw_m: int = 32, nprobe: int = 
 class FaissIndex:
     """One faiss index per head over a KVMemory's occupied slots; rebuilt when the memory changed."""
 
-    def __init__(self, kind: str, key_dim: int, heads: int):
+    def __init__(self, kind: str, key_dim: int, heads: int, nprobe: int = 8):
         import_faiss()
         if kind not in INDEX_KINDS:
             raise ValueError(f"faiss index must be one of {INDEX_KINDS}, got {kind!r}")
         self.kind, self.key_dim, self.heads = kind, key_dim, heads
+        self.nprobe = nprobe  # "ivf": inverted lists scanned per query (read at every search: no rebuild)
         self._indexes: dict[bool, list] = {}
 
     def mark_dirty(self) -> None:
@@ -74,6 +75,8 @@ class FaissIndex:
             queries = torch.nn.functional.normalize(queries, dim=-1)
         scores, index = [], []
         for h, idx in enumerate(self._for(keys, normalize)):
+            if self.kind == "ivf":
+                idx.nprobe = min(self.nprobe, idx.nlist)
             d, i = idx.search(np.ascontiguousarray(queries[h].float().cpu().numpy()), k)
             scores.append(torch.from_numpy(d))
             index.append(torch.from_numpy(i))

@@ -51,12 +51,14 @@ class KVMemory:
 
     capacity: entries kept per head (oldest evicted first); key_dim, value_dim (default key_dim);
     heads: independent heads sharing slots; backend: "torch" (exact, chunked, any device) or "faiss"
-    (CPU; `index` = "flat" exact, "hnsw" or "ivf" approximate, see `longlab.memory.faiss_backend`).
+    (CPU; `index` = "flat" exact, "hnsw" or "ivf" approximate, see `longlab.memory.faiss_backend`;
+    `nprobe`: lists an "ivf" search scans, also settable later as `memory.nprobe`: recall against speed).
     Stored tensors never carry gradient (keys/values are detached on add).
     """
 
     def __init__(self, capacity: int, key_dim: int, value_dim: int | None = None, *, heads: int = 1,
-                 device=None, dtype=None, backend: str = "torch", index: str = "flat", chunk: int | None = None):
+                 device=None, dtype=None, backend: str = "torch", index: str = "flat", chunk: int | None = None,
+                 nprobe: int = 8):
         _check_int("capacity", capacity)
         _check_int("key_dim", key_dim)
         value_dim = key_dim if value_dim is None else _check_int("value_dim", value_dim)
@@ -76,7 +78,7 @@ class KVMemory:
         self.cursor = 0  # next slot to write (= oldest slot once full)
         self.count = 0  # occupied slots
         self.total_added = 0  # entries ever added (default positions continue from here)
-        self._faiss = FaissIndex(index, key_dim, heads) if backend == "faiss" else None
+        self._faiss = FaissIndex(index, key_dim, heads, _check_int("nprobe", nprobe)) if backend == "faiss" else None
 
     # ---- state -------------------------------------------------------------------------------------
     @property
@@ -89,6 +91,18 @@ class KVMemory:
 
     def __len__(self) -> int:
         return self.count
+
+    @property
+    def nprobe(self) -> int | None:
+        """Inverted lists an "ivf" faiss search scans (None for other backends); set it to trade recall for speed."""
+        return self._faiss.nprobe if self._faiss is not None else None
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if self._faiss is None:
+            raise ValueError(f"nprobe applies to backend='faiss', index='ivf'; this memory has "
+                             f"backend={self.backend!r}")
+        self._faiss.nprobe = _check_int("nprobe", value)
 
     @torch.no_grad()
     def to(self, device=None, dtype=None) -> KVMemory:
@@ -200,17 +214,18 @@ class KVMemory:
 
     # ---- reading -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def search(self, queries: torch.Tensor, k: int, normalize: bool = False) -> SearchResult:
+    def search(self, queries: torch.Tensor, k: int, normalize: bool = False, exact: bool = False) -> SearchResult:
         """Top-k stored entries per query and head, by inner product (cosine when normalize=True).
 
         queries (heads, nq, key_dim) or (nq, key_dim) when heads == 1. k larger than len(self) returns the
         len(self) entries that exist (an empty memory gives k = 0 results, not an error).
         Returns a SearchResult whose fields lead with (heads, nq, min(k, len(self))).
+        exact=True: the exact torch search even when the memory has a faiss backend (to measure recall).
         """
         queries = self._as_heads("queries", queries, self.key_dim, "key_dim")
         _check_int("k", k)
         n = self.count
-        if self._faiss is not None and n:
+        if self._faiss is not None and n and not exact:
             scores, index = self._faiss.search(self.keys[:, :n], queries, k, normalize)
             scores, index = scores.to(self.device, self.dtype), index.to(self.device)
         else:
