@@ -178,15 +178,16 @@ def distraction_ratio(mass: torch.Tensor, positive: torch.Tensor | None = None) 
 
 @torch.no_grad()
 def measure_distraction(model, docs: list[torch.Tensor], d_values=(1, 2, 4, 8, 16), lanes: int = 16,
-                        batches: int = 2, layer: int | None = None, seed: int = 0) -> dict:
+                        batches: int = 2, layer: int | None = None, seed: int = 0, window: int | None = None) -> dict:
     """r_d for each d on held-out documents: the same seeded windows for every d (only the negatives change).
-    Returns {d: r_d}, averaged over `batches` batches of `lanes` lanes (first focused layer unless `layer`)."""
+    Returns {d: r_d}, averaged over `batches` batches of `lanes` lanes (first focused layer unless `layer`);
+    windows of `window` tokens (default config.context)."""
     was_training = model.training
     model.eval()
     try:
         results = {}
         for d in d_values:
-            source = CrossbatchBatches(docs, lanes, model.config.context, str(d), seed=seed)
+            source = CrossbatchBatches(docs, lanes, window or model.config.context, str(d), seed=seed)
             values = []
             for _ in range(batches):
                 _, reads = crossbatch_loss(model, source.batch(), return_retrievals=True)

@@ -79,23 +79,33 @@ def _bytes(text: str) -> torch.Tensor:
 
 
 def lookup_batch(lanes: int, window: int, d: int, rng: random.Random, key_len: int = 4,
-                 value_len: int = 3) -> CrossbatchBatch:
+                 value_len: int = 3, local_defs: int = 0) -> CrossbatchBatch:
     """A crossbatch batch of the lookup task: lane i's previous window = one window of definitions, its current
     window = questions with answers about them ("?key:value;" from a random phase), targets IGNORE except the
-    value bytes. Negatives: d - 1 other lanes' definition windows (each lane its own dictionary)."""
+    value bytes. Negatives: d - 1 other lanes' definition windows (each lane its own dictionary).
+    local_defs > 0 starts the current window with that many definitions of other keys, asked about too: a
+    lookup inside the window (the same circuit, learnt first, as the paper's d = 1 phase intends)."""
     prev, prev_y, curr, curr_y = [], [], [], []
     for _ in range(lanes):
         book = make_window_dictionary(1, window, key_len, value_len, seed=rng.randrange(2**31))
         text = book.text
         prev.append(_bytes(text))
         prev_y.append(torch.full((window,), IGNORE, dtype=torch.long))
-        asked, targets = "", []
+        keys, values = list(book.keys), list(book.values)
+        asked, targets, phase = "", [], rng.randrange(key_len + value_len + 3)
+        if local_defs:
+            extra = make_window_dictionary(1, local_defs * (key_len + value_len + 2), key_len, value_len,
+                                           seed=rng.randrange(2**31))
+            fresh = [(k, v) for k, v in zip(extra.keys, extra.values) if k not in keys]
+            asked = "".join(f"{k}:{v};" for k, v in fresh)
+            keys += [k for k, _ in fresh]
+            values += [v for _, v in fresh]
+            phase = 0
         while len(asked) < window + 1 + 16:
-            i = rng.randrange(len(book.keys))
+            i = rng.randrange(len(keys))
             start = len(asked) + key_len + 2  # first value byte
             targets.extend(range(start, start + value_len))
-            asked += f"?{book.keys[i]}:{book.values[i]};"
-        phase = rng.randrange(key_len + value_len + 3)
+            asked += f"?{keys[i]}:{values[i]};"
         tokens = _bytes(asked[phase : phase + window + 1])
         y = torch.full((window,), IGNORE, dtype=torch.long)
         for t in targets:
@@ -103,7 +113,8 @@ def lookup_batch(lanes: int, window: int, d: int, rng: random.Random, key_len: i
                 y[t - phase - 1] = tokens[t - phase]
         curr.append(tokens[:window])
         curr_y.append(y)
-    layout = make_layout(lanes, d, rng, docs=list(range(lanes)))
+    # negatives from their own generator: the windows drawn next do not depend on d
+    layout = make_layout(lanes, d, random.Random(rng.randrange(2**31)), docs=list(range(lanes)))
     return CrossbatchBatch(torch.stack(prev), torch.stack(prev_y), torch.stack(curr), torch.stack(curr_y), layout,
                            [0] * lanes)
 
@@ -152,11 +163,13 @@ def dictionary_accuracy(model, book: Dictionary, questions: list[int], memory_si
     return hits / len(questions)
 
 
-def passkey_batch(lanes: int, window: int, rng: random.Random) -> CrossbatchBatch:
+def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: float = 0.0) -> CrossbatchBatch:
     """A crossbatch batch (d = 1) of the passkey task: lane i's previous window = filler with the key line at a
     random place, its current window = filler, the question and the answer; targets IGNORE except the answer's
     digits. d = 1 because every document has the same template: another lane's key line is not distinguishable
-    from the own one by content (a negative would be a second, equally valid pass key)."""
+    from the own one by content (a negative would be a second, equally valid pass key). With probability
+    `local_share` the current window repeats the key line before the question (a lookup inside the window: the
+    same circuit, learnt first)."""
     from ..tasks.passkey import FILLER, KEY_LINE, QUESTION
 
     prev, prev_y, curr, curr_y = [], [], [], []
@@ -173,12 +186,14 @@ def passkey_batch(lanes: int, window: int, rng: random.Random) -> CrossbatchBatc
         prev.append(_bytes(text))
         prev_y.append(torch.full((window,), IGNORE, dtype=torch.long))
         tail = QUESTION + key + "."
+        if rng.random() < local_share and len(line) + len(tail) <= window:
+            tail = line + tail
         lead = rng.randrange(max(1, window + 1 - len(tail)))
         asked = filler[start : start + lead] + tail
         asked += filler[: window + 1 - len(asked)]
         tokens = _bytes(asked)
         y = torch.full((window,), IGNORE, dtype=torch.long)
-        first = lead + len(QUESTION)
+        first = lead + len(tail) - len(key) - 1
         for t in range(first, first + len(key)):
             y[t - 1] = tokens[t]
         curr.append(tokens[:window])

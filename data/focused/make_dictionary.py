@@ -1,0 +1,209 @@
+"""Focused Transformer claims 2 and 4: dictionary lookup far beyond the local context, and FoT's one softmax
+against the Memorizing Transformer's gated layer on the same data and budget.
+
+Task (`longlab.memory.focused_tasks`): window-aligned definitions "abcd:xyz;" (L = 64-byte windows, 7 per
+window), questions "?abcd:" answered by the value. Training: crossbatch pairs (previous window = one window of
+definitions, current window = questions about them, loss on the value bytes only), d = 1 until the lookup is
+learned, then d = 8 (the paper's schedule for this task). Evaluation: a dictionary of 16 L or 64 L tokens is read
+into memory, the local context holds only the question (so the definition lies 16 L / 64 L tokens back), the
+model generates the value: exact-match accuracy, with memory and without (the same model, memory 0). Then the
+memory-size sweep: accuracy against the number of dictionary tokens in memory, up to 1M tokens, exact top-k.
+
+The gated comparison (claim 4) trains the same architecture with the Memorizing layer instead (memory filled with
+the previous window, detached, as that layer trains), same batches, steps and learning rate.
+
+    .venv/bin/python data/focused/make_dictionary.py train --layer focused     # ~10 min, one shared thread
+    .venv/bin/python data/focused/make_dictionary.py train --layer memorizing
+    .venv/bin/python data/focused/make_dictionary.py measure                   # writes data/focused/dictionary.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from longlab.io import atomic_write
+from longlab.memory.crossbatch import DSchedule, crossbatch_loss
+from longlab.memory.focused_tasks import IGNORE, dictionary_accuracy, lookup_batch, make_window_dictionary
+from longlab.memory.lanes import memory_lanes
+from longlab.models import TinyLM, TinyLMConfig, load_checkpoint, save_checkpoint
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CHECKPOINTS = {"focused": ROOT / "data" / "checkpoints" / "focused_dictionary.safetensors",
+               "memorizing": ROOT / "data" / "checkpoints" / "memorizing_dictionary.safetensors"}
+PLAIN = ROOT / "data" / "checkpoints" / "focused_dictionary_plain.safetensors"  # the d = 1 branch
+RESULT = HERE / "dictionary.json"
+BASE = ROOT / "data" / "checkpoints" / "tiny_memorizing.safetensors"
+WINDOW = 64
+
+
+def make_model(layer: str, memory_size: int = 4096, init: bool = True) -> TinyLM:
+    """3 layers (dense, `layer`, dense), d_model 128, 4 heads, L = 64; init: start from the committed source-code
+    checkpoint's weights (data/checkpoints/tiny_memorizing, a pretrained byte LM, as the paper fine-tunes
+    pretrained models); a Focused layer takes the kNN layer's q/k/v/out weights, a Memorizing layer all of it."""
+    model = TinyLM(TinyLMConfig(context=WINDOW, d_model=128, n_layers=3, n_heads=4,
+                                attention=("dense", layer, "dense"), memory_size=memory_size, memory_topk=32))
+    if init:
+        base, _ = load_checkpoint(BASE)
+        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+        allowed = {"blocks.1.attn.gate_bias", "blocks.1.attn.log_tau"} if layer == "focused" else set()
+        if missing or set(unexpected) - allowed:
+            raise RuntimeError(f"weight transfer mismatch: {missing} {unexpected}")
+    return model
+
+
+def step_loss(model, layer: str, batch):
+    if layer == "focused":
+        return crossbatch_loss(model, batch)
+    # Memorizing: its native regime, the previous window written into a detached memory, then the current window
+    with memory_lanes(model, sizes=[4096] * batch.prev.shape[0], train=True) as run:
+        with torch.no_grad():
+            run(batch.prev)
+        return run(batch.curr, batch.curr_y)[1]
+
+
+def train_variant(layer: str, steps: int, lanes: int, lr: float, schedule: str, seed: int, init: bool,
+                  local_defs: int, save_at: int | None = None, resume: str | None = None,
+                  out: str | None = None) -> None:
+    torch.manual_seed(seed)
+    model = make_model(layer, init=init).train()
+    rng = random.Random(seed)
+    d_of = DSchedule(schedule)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    start, cpu_start, history, recent, first_step = time.perf_counter(), time.process_time(), [], [], 0
+    if resume:  # a branch point written by --save-at: weights, optimizer and data stream exactly as they were
+        state = torch.load(resume, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.setstate(state["rng"])
+        first_step, history = state["step"], state["history"]
+    for step in range(first_step, steps):
+        if save_at is not None and step == save_at:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(),
+                        "step": step, "history": history}, f"/tmp/{layer}_dictionary_step{step}.pt")
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        d = d_of(step) if layer == "focused" else 1
+        loss = step_loss(model, layer, lookup_batch(lanes, WINDOW, d, rng, local_defs=local_defs))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        recent = (recent + [loss.item()])[-25:]
+        if (step + 1) % 50 == 0 or step == steps - 1:
+            history.append({"step": step + 1, "d": d, "value_loss": sum(recent) / len(recent),
+                            "elapsed_s": time.perf_counter() - start})
+            print(f"{layer} step {step + 1} d={d}: value loss {history[-1]['value_loss']:.4f} "
+                  f"({history[-1]['elapsed_s']:.0f} s)", flush=True)
+    info = {"layer": layer, "steps": steps, "lanes": lanes, "lr": lr, "local_defs": local_defs,
+            "schedule": schedule if layer == "focused"
+            else "memory of the previous window (d = 1)", "seed": seed, "window": WINDOW,
+            "threads": torch.get_num_threads(), "elapsed_s": time.perf_counter() - start,
+            "cpu_s": time.process_time() - cpu_start, "history": history,
+            "init": "data/checkpoints/tiny_memorizing.safetensors" if init else "random"}
+    print(f"wrote {save_checkpoint(model, out or CHECKPOINTS[layer], info)}")
+
+
+def accuracy(model, windows: int, questions: int, memory: bool, seed: int, oldest: bool = True) -> float:
+    """Questions about the oldest window's keys (definitions windows * L tokens back), or any key."""
+    book = make_window_dictionary(windows, WINDOW, seed=seed)
+    per_window = len(book.keys) // windows
+    rng = random.Random(seed + 1)
+    pool = range(per_window) if oldest else range(len(book.keys))
+    picks = [rng.choice(pool) for _ in range(questions)]
+    return dictionary_accuracy(model, book, picks, windows * WINDOW if memory else None, read=False)
+
+
+@torch.no_grad()
+def lookup_distraction(model, d_values=(1, 2, 4, 8, 16), lanes: int = 16, batches: int = 2, seed: int = 0) -> dict:
+    """r_d on the lookup task at the answer positions only (the queries that need the positive window): the
+    same dictionaries for every d, only the negatives (other lanes' definition windows) change."""
+    out = {}
+    for d in d_values:
+        rng, values = random.Random(seed), []
+        for _ in range(batches):
+            batch = lookup_batch(lanes, WINDOW, d, rng)
+            _, reads = crossbatch_loss(model.eval(), batch, return_retrievals=True)
+            mass = reads[1].extras["crossbatch_mass"]  # (b, H, N, d)
+            answer_rows = (batch.curr_y != IGNORE)[:, None, :].expand(-1, mass.shape[1], -1)
+            ratio = mass[..., 0] / mass.sum(-1).clamp_min(1e-30)
+            values.append(float(ratio[answer_rows].mean()))
+        out[str(d)] = sum(values) / len(values)
+    return out
+
+
+def measure(questions: int, sweep: list[int], seed: int) -> dict:
+    result = {"claim": "FoT answers lookups 16 L and 64 L tokens back with >= 90% exact match; without memory "
+                       "chance; accuracy vs dictionary tokens in memory up to 1M (exact top-k)",
+              "command": "python data/focused/make_dictionary.py train --layer focused; ... --layer memorizing; "
+                         "... measure", "window_L": WINDOW, "questions": questions, "seed": seed, "models": {}}
+    for layer, path in CHECKPOINTS.items():
+        if not path.exists():
+            continue
+        model, info = load_checkpoint(path)
+        torch.manual_seed(seed)
+        row = {"train": info, "accuracy": {}}
+        for windows in (16, 64):
+            for memory in (True, False):
+                key = f"{windows}L_{'memory' if memory else 'no_memory'}"
+                row["accuracy"][key] = accuracy(model, windows, questions, memory, seed + windows)
+                print(f"{layer}: {key}: {row['accuracy'][key]:.3f}", flush=True)
+        if layer == "focused":
+            row["sweep"] = []
+            for tokens in sweep:
+                windows = max(1, tokens // WINDOW)
+                start = time.perf_counter()
+                acc = accuracy(model, windows, questions, True, seed + 7 * windows, oldest=False)
+                row["sweep"].append({"tokens_in_memory": windows * WINDOW, "accuracy": acc,
+                                     "seconds": time.perf_counter() - start})
+                print(f"sweep {windows * WINDOW} tokens: {acc:.3f} ({row['sweep'][-1]['seconds']:.0f} s)", flush=True)
+        if layer == "focused":
+            row["lookup_r_d"] = lookup_distraction(model, seed=seed)
+            print(f"lookup r_d (d = 8 phase): {row['lookup_r_d']}", flush=True)
+        result["models"][layer] = row
+        atomic_write(RESULT, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    if PLAIN.exists():
+        model, info = load_checkpoint(PLAIN)
+        result["models"]["focused_plain"] = {"train": info, "lookup_r_d": lookup_distraction(model, seed=seed),
+                                             "accuracy": {f"{w}L_memory": accuracy(model, w, questions, True,
+                                                                                   seed + w) for w in (16, 64)}}
+        print(f"plain branch: {result['models']['focused_plain']}", flush=True)
+        atomic_write(RESULT, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    print(f"wrote {RESULT}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=("train", "measure"))
+    parser.add_argument("--layer", choices=sorted(CHECKPOINTS), default="focused")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--lanes", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--schedule", default="1:600,8", help="crossbatch d schedule (focused)")
+    parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--sweep", type=int, nargs="+", default=[1024, 4096, 16384, 65536, 262144, 1048576])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--from-scratch", action="store_true", help="random init instead of the source checkpoint")
+    parser.add_argument("--save-at", type=int, default=None, help="also save the model as it is at this step")
+    parser.add_argument("--resume", default=None, help="continue from a --save-at branch point (/tmp/*.pt)")
+    parser.add_argument("--out", default=None, help="checkpoint path (default data/checkpoints/<layer>_dictionary)")
+    parser.add_argument("--local-defs", type=int, default=2, help="definitions at the start of each current window")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.stage == "train":
+        train_variant(args.layer, args.steps, args.lanes, args.lr, args.schedule, args.seed, not args.from_scratch,
+                      args.local_defs, args.save_at, args.resume, args.out)
+    else:
+        measure(args.questions, args.sweep, args.seed)
+
+
+if __name__ == "__main__":
+    main()
