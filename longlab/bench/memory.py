@@ -3,6 +3,9 @@
 Target: exact top-32 for 1024 queries over 1,000,000 keys of dim 64 (float32, CPU) within 1.5x of
 faiss IndexFlatIP, returning the same neighbours (ties aside). One row per KVMemory chunk size plus a faiss
 row; `ratio_vs_faiss` = our search time / faiss search time (below 1 = faster).
+
+`--scale`: 16k to 16M keys, exact vs faiss flat, faiss IVF recall against time, streaming save/load,
+load average per row; see `longlab.bench._memory_scale`.
 """
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..memory import KVMemory
+from ._memory_scale import COLUMNS as SCALE_COLUMNS
+from ._memory_scale import NPROBES, measure_scale
+from ._memory_scale import SIZES as SCALE_SIZES
 from .common import device_label, stamp, time_call
 
 NAME = "memory"
@@ -31,6 +37,14 @@ def register(parser) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch + faiss threads (0 = leave torch's default)")
     parser.add_argument("--device", default="cpu")
+    scale = parser.add_argument_group("--scale: exact and faiss IVF search from 16k to 16M keys (CSV "
+                                      "memory_scale_cpu.csv; see longlab.bench._memory_scale)")
+    scale.add_argument("--scale", action="store_true", help="run the scale benchmark instead")
+    scale.add_argument("--scale-sizes", type=int, nargs="+", default=SCALE_SIZES)
+    scale.add_argument("--nprobes", type=int, nargs="+", default=NPROBES, help="IVF lists scanned per query")
+    scale.add_argument("--ivf-min", type=int, default=65536, help="smallest memory that also gets an IVF index")
+    scale.add_argument("--persist-sizes", type=int, nargs="*", default=[SCALE_SIZES[-1]],
+                       help="sizes also saved and loaded (streaming safetensors, in a temporary folder)")
 
 
 def _timed(fn) -> float:
@@ -55,10 +69,18 @@ def _agreement(indices, scores, ref_indices, ref_scores, tol=1e-4) -> tuple[floa
     return same.float().mean().item(), int(non_tie.sum())
 
 
+def mode(args) -> tuple[str, list[str]]:
+    """CSV name and table columns: the scale benchmark writes its own file."""
+    return ("memory_scale", SCALE_COLUMNS) if args.scale else (NAME, COLUMNS)
+
+
 def main(args) -> list[dict]:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.scale:
+        return measure_scale(args.scale_sizes, args.dim, args.queries, args.k, args.nprobes, args.ivf_min,
+                             args.persist_sizes)
     gen = torch.Generator().manual_seed(0)
     keys = torch.randn(args.keys, args.dim, generator=gen)
     queries = torch.randn(args.queries, args.dim, generator=gen)
