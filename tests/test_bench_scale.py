@@ -53,3 +53,27 @@ def test_bench_memory_scale_tiny(tmp_path):
     assert float(by["faiss ivf nprobe=1"]["recall"]) < 1.0
     assert float(by["load (streaming safetensors)"]["same_neighbours"]) == 1.0
     assert all(float(r["load_before"]) >= 0 for r in rows)
+
+
+def test_scale_figures_from_tiny_runs(tmp_path):
+    """The notebook figures draw every series from the rows, with titled axes, and say when load was high."""
+    pytest.importorskip("faiss")
+    from viz.scale import dilated_scale_figure, load_note, memory_scale_figure
+
+    cli(["bench", "dilated", "--scale", "--scale-sizes", "128", "256", "--w0", "32", "--heads", "1", "--head-dim", "4",
+         "--repeats", "1", "--dense-sizes", "128", "--scale-backward-sizes", "--out", str(tmp_path)])
+    cli(["bench", "memory", "--scale", "--scale-sizes", "4096", "--ivf-min", "4096", "--nprobes", "1", "64",
+         "--persist-sizes", "--queries", "8", "--out", str(tmp_path)])
+    drows, mrows = read_csv(tmp_path / "dilated_scale_cpu.csv"), read_csv(tmp_path / "memory_scale_cpu.csv")
+    for fig in (dilated_scale_figure(drows), memory_scale_figure(mrows)):
+        layout = fig.to_plotly_json()["layout"]
+        for axis in ("xaxis", "xaxis2", "yaxis", "yaxis2"):
+            assert layout[axis]["title"]["text"], axis
+    names = {t.name for t in dilated_scale_figure(drows).data}
+    assert {"dilated (full)", "dilated (causal)", "dense SDPA (full, measured)",
+            "dense SDPA (full, extrapolated)"} <= names
+    assert [t.name for t in memory_scale_figure(mrows).data][:3] == [
+        "exact (KVMemory)", "faiss flat (knn_inner_product)", "faiss IVF, 4,096 keys"]
+    quiet = [{"load_before": "0.5", "load_after": "1.0"}]
+    assert load_note(quiet) == "quiet machine"
+    assert "under load" in load_note([{"load_before": "0.5", "load_after": "7.25"}])

@@ -79,8 +79,9 @@ def _calls(q, k, v, lengths, rates, causal, pass_):
 
 def measure_scale(sizes=SIZES, heads: int = 8, head_dim: int = 64, w0: int = 2048, ratio: int = 2,
                   causal_modes=(False, True), dense_sizes=(16384, 32768, 65536), backward_sizes=(262144,),
-                  repeats: int = 2, device="cpu", progress: bool = True) -> list[dict]:
-    """Rows of the scale benchmark (see the module docstring); repeats applies below N = 65536."""
+                  repeats: int = 2, device="cpu", progress: bool = True, on_row=None) -> list[dict]:
+    """Rows of the scale benchmark (see the module docstring); repeats applies below N = 65536.
+    on_row(rows so far): called after each measurement (e.g. to save partial results of a long run)."""
     device = torch.device(device)
     timed_peak(lambda: dilated_attention(*(torch.ones(1, 1, 8, 4),) * 3, [4], [2]))  # tracker's first-use costs
     jobs = [(n, c, "fwd") for n in sizes for c in causal_modes] + [(n, False, "fwd+bwd") for n in backward_sizes]
@@ -108,6 +109,8 @@ def measure_scale(sizes=SIZES, heads: int = 8, head_dim: int = 64, w0: int = 204
             "dilation_rates": " ".join(map(str, rates)), "device": device_label(device),
             "threads": torch.get_num_threads(), **stamp(),
         })
+        if on_row is not None:
+            on_row(rows)
     for row in rows:  # dense at the sizes not measured: N^2 time, N memory, from the largest measured size
         if row["pass"] == "fwd" and row["sdpa_source"] == "" and row["causal"] in dense:
             n_ref, t_ref, m_ref = dense[row["causal"]]

@@ -66,8 +66,10 @@ def _timed(fn):
 
 
 def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 32, nprobes=NPROBES,
-                  ivf_min: int = 65536, persist_sizes=(), folder=None, progress: bool = True) -> list[dict]:
-    """Rows of the memory scale benchmark (see the module docstring), CPU."""
+                  ivf_min: int = 65536, persist_sizes=(), folder=None, progress: bool = True,
+                  on_row=None) -> list[dict]:
+    """Rows of the memory scale benchmark (see the module docstring), CPU. on_row(rows so far): called after
+    each memory size (e.g. to save partial results of a long run)."""
     try:
         from ..memory.faiss_backend import import_faiss
         faiss = import_faiss()
@@ -132,6 +134,8 @@ def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 
                 loaded.clear()
         else:
             del memory
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 

@@ -1,0 +1,35 @@
+"""Run `longlab bench dilated --scale` / `longlab bench memory --scale` with their rows saved after every
+measurement (a full run takes many minutes on 2 cores; partial results survive an interruption).
+
+    .venv/bin/python data/bench/run_scale.py dilated [--dense-sizes 16384 32768 65536]
+    .venv/bin/python data/bench/run_scale.py memory
+
+Writes data/bench/dilated_scale_cpu.csv / data/bench/memory_scale_cpu.csv (same rows as the CLI command).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from longlab.bench import _dilated_scale, _memory_scale
+from longlab.bench.common import write_csv
+
+HERE = Path(__file__).resolve().parent
+
+parser = argparse.ArgumentParser()
+parser.add_argument("target", choices=["dilated", "memory"])
+parser.add_argument("--dense-sizes", type=int, nargs="*", default=[16384, 32768, 65536])
+args = parser.parse_args()
+out = HERE / f"{args.target}_scale_cpu.csv"
+
+
+def save(rows):
+    write_csv(rows, out)
+
+
+if args.target == "dilated":
+    rows = _dilated_scale.measure_scale(dense_sizes=args.dense_sizes, on_row=save)
+else:
+    rows = _memory_scale.measure_scale(persist_sizes=[_memory_scale.SIZES[-1]], on_row=save)
+save(rows)
+print(f"wrote {out}")

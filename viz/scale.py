@@ -1,0 +1,86 @@
+"""Figures of the scale benchmarks (`longlab bench dilated --scale`, `longlab bench memory --scale`), drawn from
+their recorded CSV rows (strings, as `longlab.bench.common.read_csv` returns them) or from fresh rows."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .theme import BRANCH_COLORS, COLORS, axis_label, method_color
+
+QUIET_LOAD = 2.5  # 1-minute load average below which a 2-core machine counts as quiet
+
+
+def _true(value) -> bool:
+    return str(value) in ("True", "true", "1")
+
+
+def load_note(rows) -> str:
+    """'quiet machine' or 'measured under load (1-min load average up to X)', from the rows' load columns."""
+    worst = max(max(float(r["load_before"]), float(r["load_after"])) for r in rows)
+    return "quiet machine" if worst < QUIET_LOAD else f"measured under load (1-min load average up to {worst:.1f})"
+
+
+def dilated_scale_figure(rows, title: str = "LongNet on a laptop") -> go.Figure:
+    """Forward time and peak memory against N (log-log): dilated (full and causal) vs dense SDPA, the dense
+    points measured (markers) or extrapolated by N^2 / N (dashed)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("forward time", "peak memory beyond the inputs"))
+    fwd = [r for r in rows if r["pass"] == "fwd"]
+    for causal, dash in ((False, "solid"), (True, "dot")):
+        part = sorted((r for r in fwd if _true(r["causal"]) == causal), key=lambda r: int(r["N"]))
+        mode = "causal" if causal else "full"
+        n = [int(r["N"]) for r in part]
+        for col, key in ((1, "dilated_s"), (2, "dilated_peak_mib")):
+            fig.add_trace(go.Scatter(x=n, y=[float(r[key]) for r in part], mode="lines+markers",
+                                     name=f"dilated ({mode})", legendgroup=f"dilated {mode}", showlegend=col == 1,
+                                     line={"color": method_color("dilated"), "dash": dash}), row=1, col=col)
+        for measured in (True, False):
+            pts = [r for r in part if r["sdpa_s"] != "" and (r["sdpa_source"] == "measured") == measured]
+            label = f"dense SDPA ({mode}, {'measured' if measured else 'extrapolated'})"
+            for col, key in ((1, "sdpa_s"), (2, "sdpa_peak_mib")):
+                fig.add_trace(go.Scatter(
+                    x=[int(r["N"]) for r in pts], y=[float(r[key]) for r in pts], name=label, legendgroup=label,
+                    showlegend=col == 1, mode="markers" if measured else "lines",
+                    marker={"color": method_color("dense"), "size": 9, "symbol": "circle" if not causal else "square"},
+                    line={"color": method_color("dense"), "dash": "dash" if not causal else "dashdot"}), row=1, col=col)
+    for col, unit in ((1, "s"), (2, "MiB")):
+        fig.update_xaxes(type="log", title_text=axis_label("sequence length N", "tokens"), row=1, col=col)
+        fig.update_yaxes(type="log", title_text=axis_label("time" if col == 1 else "peak memory", unit),
+                         row=1, col=col)
+    fig.update_layout(title=f"{title}: 8 heads, d = 64 ({load_note(rows)})", width=1000, height=440)
+    return fig
+
+
+def memory_scale_figure(rows, title: str = "kNN memory search at scale") -> go.Figure:
+    """Left: exact top-k search time against memory size (longlab vs faiss brute force) and the best faiss IVF
+    setting reaching recall >= 0.95; right: recall@k against search time of faiss IVF over nprobe at each size."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("search time against memory size",
+                                                        "approximate search: recall against time"))
+    sizes = sorted({int(r["keys"]) for r in rows})
+    for method, color in (("exact (KVMemory)", method_color("memorizing")),
+                          ("faiss flat (knn_inner_product)", method_color("dense"))):
+        part = sorted((r for r in rows if r["method"] == method), key=lambda r: int(r["keys"]))
+        fig.add_trace(go.Scatter(x=[int(r["keys"]) for r in part], y=[float(r["search_s"]) for r in part],
+                                 mode="lines+markers", name=method, line={"color": color}), row=1, col=1)
+    best = []
+    for i, n in enumerate(sizes):
+        ivf = [r for r in rows if int(r["keys"]) == n and r["method"].startswith("faiss ivf")]
+        if not ivf:
+            continue
+        good = [r for r in ivf if float(r["recall"]) >= 0.95]
+        if good:
+            best.append(min(good, key=lambda r: float(r["search_s"])))
+        fig.add_trace(go.Scatter(x=[float(r["search_s"]) for r in ivf], y=[float(r["recall"]) for r in ivf],
+                                 mode="lines+markers", name=f"faiss IVF, {n:,} keys",
+                                 text=[r["method"].split()[-1] for r in ivf],
+                                 line={"color": BRANCH_COLORS[(i + 2) % len(BRANCH_COLORS)]}), row=1, col=2)
+    if best:
+        fig.add_trace(go.Scatter(x=[int(r["keys"]) for r in best], y=[float(r["search_s"]) for r in best],
+                                 mode="lines+markers", name="faiss IVF, fastest with recall >= 0.95",
+                                 line={"color": COLORS["accent"], "dash": "dash"}), row=1, col=1)
+    time_title = axis_label(f"search time, {rows[0]['queries']} queries", "s")
+    fig.update_xaxes(type="log", title_text=axis_label("memory size", "keys"), row=1, col=1)
+    fig.update_yaxes(type="log", title_text=time_title, row=1, col=1)
+    fig.update_xaxes(type="log", title_text=time_title, row=1, col=2)
+    fig.update_yaxes(title_text=axis_label("recall@k", "fraction of exact top-k"), range=[0, 1.02], row=1, col=2)
+    fig.update_layout(title=f"{title} ({load_note(rows)})", width=1000, height=440)
+    return fig
