@@ -58,6 +58,7 @@ DATA = "../data/ideas"    # recorded results (relative to notebooks/)
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from IPython.display import Markdown, display
 
@@ -423,6 +424,15 @@ if runs:
     steps = next(iter(runs.values()))["history"][-1]["step"]
     display(Markdown(f"Lowest held-out loss after {steps} steps: **{best}** (one seed each, so small gaps are not "
                      f"evidence of a difference)."))
+    if {"dense", "linear"} <= set(runs):
+        # linear vs dense at equal training time: dense's loss interpolated at linear's final time
+        t_lin, hist = runs["linear"]["elapsed_s"], runs["dense"]["history"]
+        at_t = float(np.interp(t_lin, [h["elapsed_s"] for h in hist], [h["val_loss"] for h in hist]))
+        display(Markdown(
+            f"Equal steps: dense {runs['dense']['val_loss']:.3f} vs linear {runs['linear']['val_loss']:.3f} nats. "
+            f"Equal time: when linear finished ({t_lin:.0f} s) dense was at about {at_t:.3f} (interpolated between "
+            f"its evaluations): per second of training, linear is "
+            f"{'ahead' if runs['linear']['val_loss'] < at_t else 'behind'} at this size."))
 else:
     display(Markdown("No quality runs recorded; run `python data/ideas/make_ideas_results.py quality`."))
 
