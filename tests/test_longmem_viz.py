@@ -72,3 +72,10 @@ def test_live_explorer_sends_json(small):
     box.controls["query"].value = 2
     box.controls["head"].value = 1
     json.dumps(json.loads(go.Figure(box.figure).to_json()), allow_nan=False)
+
+
+def test_letter_query_picks_a_best_chunk_with_a_letter(small):
+    _, ret = small
+    query, head = vl.letter_query(ret, 4)
+    first = int(ret.positions[head, query, 0])
+    assert first >= 0 and any(chr(b).isalpha() for b in ret.tokens[first: first + 4].tolist())

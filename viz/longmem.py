@@ -96,12 +96,32 @@ def retrieved_chunks(ret, query: int, head: int, chunk_size: int) -> list[dict]:
     return rows
 
 
+def text_before(ret, query: int, width: int = 40) -> str:
+    """The `width` bytes up to and including query byte `query`, as text (⏎ for newlines)."""
+    return _text(ret.tokens, query - width + 1, query + 1)
+
+
+def letter_query(ret, chunk_size: int) -> tuple[int, int]:
+    """(query byte, head) whose best chunk holds a letter and gets the largest summed attention weight among such
+    queries: a rule fixed in advance that skips chunks of pure indentation, common in code and uninformative."""
+    weight = torch.nan_to_num(ret.weights[..., :chunk_size].sum(-1), nan=-1.0)  # (H, T) weight of the top chunk
+    first = ret.positions[..., 0]  # (H, T) first byte of the top chunk, -1: nothing retrieved
+    letters = torch.tensor([chr(b).isalpha() for b in range(256)])
+    padded = torch.cat([ret.tokens, ret.tokens.new_zeros(chunk_size)])
+    spans = padded[first.clamp_min(0)[..., None] + torch.arange(chunk_size)]  # (H, T, csz) bytes of the top chunk
+    ok = (first >= 0) & letters[spans.long()].any(-1)
+    if not ok.any():
+        raise ValueError("no query's best chunk holds a letter; record more text")
+    head, query = divmod(int(weight.masked_fill(~ok, -1.0).flatten().argmax()), weight.shape[1])
+    return query, head
+
+
 def retrieved_chunks_figure(ret, query: int, head: int, chunk_size: int) -> go.Figure:
     """Table: the chunks retrieved for one query byte and head, best first."""
     rows = retrieved_chunks(ret, query, head, chunk_size)
     cols = ["rank", "bytes", "context before it", "chunk", "score q·mean(k)", "weight"]
     values = [[(f"{r[c]:.3f}" if isinstance(r[c], float) else r[c]) for r in rows] for c in cols]
-    before = _text(ret.tokens, query - 40, query + 1)
+    before = text_before(ret, query)
     fig = go.Figure(go.Table(header=dict(values=cols, fill_color=COLORS["empty"]),
                              cells=dict(values=values, align="left"), columnwidth=[0.5, 1, 2.2, 1, 1, 0.8]))
     title = f"byte {query}, head {head}: …{before}" + ("" if rows else " (memory still empty: nothing retrieved)")
