@@ -1,14 +1,27 @@
-"""The tour works for a person: real JupyterLab in headless Chromium runs it, and a slider redraws the figure.
+"""Every notebook works for a person: real JupyterLab in headless Chromium runs it, nothing red is printed, and
+every control of every explorer redraws its figure.
 
-Starts JupyterLab (this Python's `-m jupyterlab`) on a free 127.0.0.1 port with a random token, serving a
-temporary copy of notebooks/ with temporary settings/workspace/runtime dirs (nothing of the user's is
-touched); Playwright drives Debian's /usr/bin/chromium (never a downloaded browser). Skips with the reason
-when Chromium or Playwright is missing. The server, its kernels and the browser are always shut down.
+One test per notebooks/*.ipynb (found at collection time, so a new notebook is covered by itself); under
+`pytest -n 2` the notebooks spread over the workers. Per worker, one JupyterLab serves a temporary copy of
+notebooks/ (data/ linked beside it, read-only use) with temporary settings/workspace/runtime dirs (nothing of
+the user's is touched), and one Chromium (Debian's /usr/bin/chromium, never a downloaded browser) is driven by
+Playwright. Each test:
+1. opens its notebook and runs all cells (its own `parameters` defaults: CI-sized);
+2. fails on any cell that did not run, any traceback or error output, and anything printed to stderr (warnings
+   included);
+3. finds every explorer (an ipywidgets box holding controls and a live plotly figure), moves every slider,
+   checkbox and dropdown option at least once (controls that appear only for some dropdown value included),
+   and checks after each move that the figure changed;
+4. checks again that nothing was printed to stderr while the widgets redrew.
+Screenshots of the notebook and of every figure go to tmp_path, and also to $LONGLAB_BROWSER_ARTIFACTS/NOTEBOOK/
+when that is set (for looking at the figures at JupyterLab's output width). Skips with the reason when Chromium
+or Playwright is missing. The server, its kernels and the browser are always shut down.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -24,10 +37,15 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb") if not p.name.startswith("."))
 CHROMIUM = Path(os.environ.get("LONGLAB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Fresh lab settings: no news/update toasts, every cell in the DOM (no virtual scrolling).
+# 1180 px window, file browser collapsed: the output area is 1000 px wide, what JupyterLab typically gives a cell.
+VIEWPORT = {"width": 1180, "height": 1000}
+RUN_TIMEOUT_MS = 600_000  # one notebook's Run All on a loaded 2-core machine
+REDRAW_TIMEOUT_MS = 60_000
+# Fresh lab settings: no news/update toasts, every cell in the DOM (no virtual scrolling), no sidebar.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
                                                                         "checkForUpdates": False},
@@ -35,12 +53,39 @@ LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
                                                                    "autoStartDefaultKernel": True},
 }
-WIDGET_PLOT = ".widget-vbox .js-plotly-plot"
-FIGURE_STATE = """(sel) => {
-  const gd = document.querySelector(sel);
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on screen (selectors below stay inside it)
+STDERR = f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+CONTROLS = ".widget-slider, .widget-dropdown, .widget-checkbox"
+IDLE = f"{PANEL} .jp-Notebook-ExecutionIndicator[data-status='idle']"
+PLOTS = f"{PANEL} .jp-OutputArea .js-plotly-plot"  # static figures carry the class on the output itself
+
+# Marks every explorer: the innermost widget box that holds both a control and a live plotly figure.
+MARK_EXPLORERS = """([panel, controls]) => {
+  const boxes = [...document.querySelectorAll(panel + ' .widget-box')].filter(
+      b => b.querySelector('.js-plotly-plot') && b.querySelector(controls));
+  const inner = boxes.filter(b => !boxes.some(o => o !== b && b.contains(o)));
+  inner.forEach((b, i) => b.setAttribute('data-explorer', String(i)));
+  return inner.length;
+}"""
+# What a person sees of a figure: its title and every trace's data and labels.
+FIGURE_STATE = """(box) => {
+  const gd = box.querySelector('.js-plotly-plot');
   if (!gd || !gd.data || !gd.layout) return null;
   const t = gd.layout.title;
-  return JSON.stringify({title: (t && t.text) || t || '', z: gd.data.map(d => d.z)});
+  const pick = d => [d.type, d.name, d.x, d.y, d.z, d.text, d.marker && d.marker.color, d.marker && d.marker.size];
+  const notes = (gd.layout.annotations || []).map(a => a.text);
+  return JSON.stringify({title: (t && t.text) || t || '', data: gd.data.map(pick),
+                         shapes: (gd.layout.shapes || []).length, notes: notes});
+}"""
+SETTLED = """([box, before, idle]) => {
+  const s = window.__figureState(box);
+  if (s === null || s === before || !document.querySelector(idle)) { box.__since = null; return false; }
+  if (box.__last !== s || box.__since == null) { box.__last = s; box.__since = performance.now(); return false; }
+  return performance.now() - box.__since > 300;
+}"""
+ALL_RAN = """(panel) => {
+  const prompts = [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')].map(p => p.textContent);
+  return prompts.length > 0 && !prompts.some(p => p.includes('*')) && prompts.some(p => /\\[\\d+\\]/.test(p));
 }"""
 
 
@@ -55,47 +100,68 @@ def _get(url: str, timeout: float = 2.0):
         return json.loads(response.read() or b"null")
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """(base_url, token) of a throwaway JupyterLab serving a copy of notebooks/."""
+def _delete(url: str):
+    urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()
+
+
+@pytest.fixture(scope="module")
+def chromium_context(tmp_path_factory):
+    """One headless Chromium per worker (checked first: skips before any server starts)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (or set LONGLAB_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (extra `browser`)")
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS, viewport=VIEWPORT)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def lab(chromium_context, tmp_path_factory):
+    """(base_url, token, log path) of a throwaway JupyterLab serving a copy of notebooks/ (data/ linked beside it)."""
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
-    root = tmp_path / "notebooks"
-    shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    settings = tmp_path / "lab-settings"
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "root"
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    (root / "data").symlink_to(ROOT / "data", target_is_directory=True)  # notebooks read ../data/...
+    settings = tmp / "lab-settings"
     for name, value in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(value))
     port, token = _free_port(), secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if k != "LONGLAB_HEADLESS"}  # the tour must be live here
-    env.update(JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+    env = {k: v for k, v in os.environ.items() if k != "LONGLAB_HEADLESS"}  # the widgets must be live here
+    env.update(JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTER_CONFIG_DIR=str(tmp / "config"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
            "--LabApp.news_url=None", f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
-           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"]
+           f"--LabApp.workspaces_dir={tmp / 'workspaces'}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root; jupyter refuses otherwise
         cmd.append("--allow-root")
-    log = open(tmp_path / "lab.log", "w")
+    log = open(tmp / "lab.log", "w")
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{(tmp_path / 'lab.log').read_text()}")
+                pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{(tmp / 'lab.log').read_text()}")
             try:
                 _get(f"{base}/api/status?token={token}")
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not answer in 40 s:\n{(tmp_path / 'lab.log').read_text()}")
-                time.sleep(0.3)
-        yield base, token
+                    pytest.fail(f"JupyterLab did not answer in 60 s:\n{(tmp / 'lab.log').read_text()}")
+                time.sleep(0.3)  # poll interval of the readiness check above
+        yield base, token, tmp / "lab.log"
     finally:
         try:  # shut kernels down through the API so none outlive the server
             for kernel in _get(f"{base}/api/kernels?token={token}") or []:
-                req = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
-                urllib.request.urlopen(req, timeout=5).close()
+                _delete(f"{base}/api/kernels/{kernel['id']}?token={token}")
         except OSError:
             pass
         proc.terminate()
@@ -108,50 +174,58 @@ def lab(tmp_path):
 
 
 @pytest.fixture
-def browser_page(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (or set LONGLAB_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (extra `browser`)")
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(30_000)
-            yield page
-        finally:
-            context.close()
-
-
-def _figure_state(page):
-    return page.evaluate(FIGURE_STATE, WIDGET_PLOT)
-
-
-def test_tour_runs_and_slider_redraws(browser_page, lab, tmp_path):  # browser first: skips before a server starts
+def page(chromium_context):
+    page = chromium_context.new_page()
+    page.set_default_timeout(30_000)
     try:
-        _drive_tour(*lab, browser_page, tmp_path)
+        yield page
+    finally:
+        page.close()
+
+
+def _artifacts(tmp_path, notebook):
+    """Folders that receive this notebook's screenshots."""
+    folders = [tmp_path]
+    if os.environ.get("LONGLAB_BROWSER_ARTIFACTS"):
+        folders.append(Path(os.environ["LONGLAB_BROWSER_ARTIFACTS"]) / Path(notebook).stem)
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_runs_live_and_every_control_redraws(notebook, page, lab, tmp_path):
+    base, token, _ = lab
+    session = _start_session(base, token, f"notebooks/{notebook}")
+    folders = _artifacts(tmp_path, notebook)
+    console = []  # the page's JavaScript errors (a widget that fails to apply an update logs here)
+    page.on("console", lambda msg: console.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda err: console.append(str(err)))
+    try:
+        _drive(notebook, base, token, page, folders)
     except BaseException:
-        browser_page.screenshot(path=str(tmp_path / "failure.png"))  # look here first when this fails
-        (tmp_path / "failure.html").write_text(browser_page.content())
+        for folder in folders:  # look here first when this fails
+            page.screenshot(path=str(folder / "failure.png"))
+            (folder / "failure.html").write_text(page.content())
+            (folder / "console-errors.txt").write_text("\n".join(console))
+            shutil.copy(lab[2], folder / "lab.log")  # the server's and the kernels' output
         raise
+    finally:
+        try:
+            _delete(f"{base}/api/sessions/{session['id']}?token={token}")  # frees the kernel's memory
+        except OSError:
+            pass
 
 
 def _start_session(base, token, path):
     """Create the notebook's session (and kernel) through the REST API before the page opens: the page then
     attaches to it instead of racing to start one (seen here: a second kernel, the first one killed)."""
-    body = json.dumps({"path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}}).encode()
+    body = json.dumps({"path": path, "name": Path(path).name, "type": "notebook",
+                       "kernel": {"name": "python3"}}).encode()
     req = urllib.request.Request(f"{base}/api/sessions?token={token}", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as response:
+    with urllib.request.urlopen(req, timeout=60) as response:
         return json.loads(response.read())
-
-
-def _wait_for_title(page, text: str, timeout: float = 20_000):
-    page.wait_for_function("([sel, text]) => { const gd = document.querySelector(sel);"
-                           " return !!(gd && gd.layout && gd.layout.title && "
-                           "String(gd.layout.title.text || gd.layout.title).includes(text)); }",
-                           arg=[WIDGET_PLOT, text], timeout=timeout)
 
 
 def _settle_dialogs(page, rounds: int = 3):
@@ -169,7 +243,7 @@ def _settle_dialogs(page, rounds: int = 3):
             accept.first.click(timeout=5_000)
         else:
             page.keyboard.press("Escape")
-        page.wait_for_timeout(1_000)  # the next dialog, if any, appears meanwhile
+        dialog.first.wait_for(state="detached", timeout=5_000)
 
 
 def _run_all_cells(page, attempts: int = 6):
@@ -188,45 +262,121 @@ def _run_all_cells(page, attempts: int = 6):
     raise AssertionError(f"Run All Cells did not start any cell after {attempts} tries")
 
 
-def _drive_tour(base, token, page, tmp_path):
-    _start_session(base, token, "00_tour.ipynb")
-    page.goto(f"{base}/lab/tree/00_tour.ipynb?token={token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=40_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=40_000)
+def _red_outputs(page) -> list[str]:
+    """Texts of every stderr/error output (tracebacks and warnings both render as stderr)."""
+    return page.locator(STDERR).all_inner_texts()
 
-    for attempt in range(3):
+
+def _drive(notebook, base, token, page, folders):
+    # a workspace of its own: only this notebook opens (not the ones earlier tests left in the default one)
+    page.goto(f"{base}/lab/workspaces/{Path(notebook).stem}/tree/notebooks/{notebook}?token={token}")
+    page.wait_for_selector(f"{PANEL} .jp-Cell", timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    if page.locator(".jp-SideBar .lm-TabBar-tab.lm-mod-current").count():  # collapse the file browser
+        page.keyboard.press("Control+b")
+    for _attempt in range(3):
         _run_all_cells(page)
-        try:
-            page.wait_for_selector(WIDGET_PLOT + " .main-svg", timeout=45_000)
+        page.wait_for_function(ALL_RAN, arg=PANEL, timeout=RUN_TIMEOUT_MS)
+        page.wait_for_selector(IDLE, timeout=60_000)
+        # a cell whose source is hidden shows an empty prompt: it is judged by its outputs (checked just below)
+        prompts = page.locator(f"{PANEL} .jp-CodeCell .jp-Cell-inputWrapper .jp-InputPrompt").all_text_contents()
+        unrun = [i for i, text in enumerate(prompts) if text.strip() and not re.search(r"\[\d+\]", text)]
+        red = _red_outputs(page)
+        if red or not unrun:
             break
-        except Exception:  # seen on a loaded machine: the page swapped kernels under the queued run
-            if attempt == 2:
-                raise
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=40_000)
-    page.wait_for_function("() => ![...document.querySelectorAll('.jp-InputPrompt')]"
-                           ".some(p => p.textContent.includes('*'))", timeout=60_000)
-    slider = page.locator(".widget-hslider:has(label:text-is('N'))")
-    n0 = int(slider.locator(".widget-readout").inner_text())
-    _wait_for_title(page, f"N = {n0}")
-    before = _figure_state(page)
-    assert before, "the pattern explorer's FigureWidget did not render a plotly figure"
+        # seen on a loaded machine: the page reconnected to the kernel and dropped the queued cells; run again
+    assert not red, f"{notebook}: error or warning output in JupyterLab:\n" + "\n---\n".join(red)
+    assert not unrun, f"{notebook}: code cells {unrun} did not run"
+    page.wait_for_function("(sel) => [...document.querySelectorAll(sel)].every(gd => gd.layout)", arg=PLOTS,
+                           timeout=60_000)
+    _screenshots(page, folders, "static")
 
-    handle = slider.locator(".noUi-handle")
-    handle.scroll_into_view_if_needed()
-    handle.focus()
-    handle.press("ArrowRight")  # one step of the N slider
-    page.wait_for_function("([el, n0]) => el.textContent.trim() !== n0",
-                           arg=[slider.locator(".widget-readout").element_handle(), str(n0)], timeout=10_000)
-    n1 = int(slider.locator(".widget-readout").inner_text())
-    assert n1 > n0, f"ArrowRight moved the N slider from {n0} to {n1}"
-    _wait_for_title(page, f"N = {n1}")  # the kernel redrew and the FigureWidget in the page followed
-    after = _figure_state(page)
-    assert json.loads(after)["title"] != json.loads(before)["title"]
-    assert len(json.loads(after)["z"][0]) == n1 != len(json.loads(before)["z"][0]), "heatmap did not change"
+    page.evaluate(f"() => {{ window.__figureState = {FIGURE_STATE}; }}")
+    explorers = page.evaluate(MARK_EXPLORERS, [PANEL, CONTROLS])
+    moves = []
+    for i in range(explorers):
+        moves += _exercise(page, page.locator(f"[data-explorer='{i}']"), notebook, i)
+    red = _red_outputs(page)
+    assert not red, f"{notebook}: error or warning output while the widgets redrew:\n" + "\n---\n".join(red)
+    _screenshots(page, folders, "after")
+    width = page.evaluate(f"() => document.querySelector('{PANEL} .jp-OutputArea-output').clientWidth")
+    (folders[-1] / "moves.json").write_text(json.dumps({"output_width_px": width, "moves": moves}, indent=1))
 
-    page.locator(WIDGET_PLOT).scroll_into_view_if_needed()
-    page.screenshot(path=str(tmp_path / "tour.png"))
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                          has_text="Traceback")
-    assert errors.count() == 0, "a cell failed in JupyterLab:\n" + "\n".join(errors.all_inner_texts())
-    assert page.locator(".jp-OutputArea .js-plotly-plot").count() >= 2, "static figures did not render"
+
+def _exercise(page, box, notebook, index) -> list[str]:
+    """Move every visible control of one explorer at least once (sliders and checkboxes first, then each other
+    option of each dropdown); controls that a dropdown value reveals are moved in the next round."""
+    done, moves = set(), []
+    for _ in range(4):
+        controls = box.locator(CONTROLS)
+        todo = []
+        for j in range(controls.count()):
+            control = controls.nth(j)
+            if not control.is_visible():
+                continue
+            key = _describe(control)
+            if key not in done:
+                todo.append((key, control))
+        if not todo:
+            break
+        todo.sort(key=lambda item: item[0].startswith("dropdown"))
+        for key, control in todo:
+            for action in _actions(control):
+                before = _wait_settled(page, box)
+                action()
+                after = _wait_settled(page, box, before, f"{notebook} explorer {index}: {key}")
+                moves.append(f"explorer {index}: {key}: {json.loads(after)['title'][:80]}")
+            done.add(key)
+    assert done, f"{notebook}: explorer {index} has no visible control"
+    return moves
+
+
+def _describe(control) -> str:
+    kind = next(k for k in ("slider", "dropdown", "checkbox") if control.get_attribute("class").count(f"widget-{k}"))
+    labels = [t.strip(" \u200b\n") for t in control.locator("label").all_inner_texts()]
+    return f"{kind} {next((t for t in labels if t), '?')}"
+
+
+def _actions(control):
+    """Callables that each move `control` once: one step for a slider (right, or left at its maximum), a click
+    for a checkbox, selecting each other option in turn for a dropdown."""
+    classes = control.get_attribute("class")
+    if "widget-dropdown" in classes:
+        select = control.locator("select")
+        current = select.input_value()
+        values = [v for v in select.locator("option").evaluate_all("os => os.map(o => o.value)") if v != current]
+        return [lambda v=v: select.select_option(v) for v in values]
+    if "widget-checkbox" in classes:
+        return [lambda: control.locator("input[type=checkbox]").click()]
+    handle = control.locator(".noUi-handle")
+
+    def step():
+        now, top = (float(handle.get_attribute(a)) for a in ("aria-valuenow", "aria-valuemax"))
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        handle.press("ArrowLeft" if now >= top else "ArrowRight")
+    return [step]
+
+
+def _wait_settled(page, box, before: str | None = None, what: str = "") -> str:
+    """The figure's state once the kernel is idle and the figure has not changed for 300 ms (a redraw arrives as
+    several messages); with `before`, the state must also differ from it, else fail with `what`."""
+    try:
+        page.wait_for_function(SETTLED, arg=[box.element_handle(), before, IDLE], timeout=REDRAW_TIMEOUT_MS)
+    except Exception as err:  # playwright TimeoutError
+        if before is None:
+            raise
+        raise AssertionError(f"{what}: moving it did not change the figure") from err
+    return box.evaluate("b => window.__figureState(b)")
+
+
+def _screenshots(page, folders, tag):
+    """The window, plus each plotly figure (static or live) scrolled into view."""
+    for folder in folders:
+        page.screenshot(path=str(folder / f"{tag}-window.png"))
+    plots = page.locator(PLOTS)
+    for k in range(plots.count()):
+        plot = plots.nth(k)
+        plot.scroll_into_view_if_needed()
+        for folder in folders:
+            plot.screenshot(path=str(folder / f"{tag}-figure-{k:02d}.png"))
