@@ -68,8 +68,8 @@ def rerope_positions(n: int = 48, window: int = 16, leak: float = 0.0) -> go.Fig
     fig.update_yaxes(autorange="reversed", title_text=axis_label("query position i", "token"), col=1)
     fig.update_yaxes(autorange="reversed", col=2)
     fig.update_xaxes(title_text=axis_label("key position j", "token"))
-    fig.update_layout(title=f"Relative position each pair is rotated by (N = {n}): ReRoPE never exceeds "
-                            f"{float(rel.max()):.1f}", height=430, width=880)
+    fig.update_layout(title=f"Relative position each pair is rotated by (N = {n}): at most {float(rel.max()):.1f} "
+                            f"with {name}, {n - 1} with RoPE", height=430, width=880)
     return fig
 
 
@@ -131,7 +131,8 @@ def page_scores(cache: PagedKVCache, q: torch.Tensor, pages_kept: int, head: int
                              marker=dict(color=branch_color(0), size=7)))
     fig.update_layout(title=f"Head {head}: {len(kept)} of {cache.num_pages} pages read (orange: top-{pages_kept} "
                             f"by bound + the current page)", height=380, width=880, barmode="overlay",
-                      xaxis_title=axis_label("logical page", "page"), yaxis_title=axis_label("logit q.k", "nats"),
+                      xaxis_title=axis_label("logical page", "page"),
+                      yaxis_title=axis_label("score q . k (before the 1/sqrt(D) scale)", "a.u."),
                       legend=dict(orientation="h", y=-0.25))
     return fig
 

@@ -26,10 +26,10 @@ def extrapolation_figure(rec: dict) -> go.Figure:
     fig.add_vline(x=ctx, line=dict(color=COLORS["muted"], dash="dash"))
     fig.add_annotation(x=ctx, y=1.0, yref="paper", text=f"trained context {ctx}", showarrow=False, xanchor="left")
     fig.update_layout(title=f"Length extrapolation of the committed TinyLM ({rec['sequences']} held-out windows of "
-                            f"{rec['length']} bytes)", height=420, width=900,
+                            f"{rec['length']} bytes)", height=460, width=900,
                       xaxis_title=axis_label("position in the sequence", "tokens"),
                       yaxis_title=axis_label(f"next-token loss (mean over {rec['bin_width']} positions)", "nats"),
-                      legend=dict(x=0.02, y=0.98))
+                      legend=dict(orientation="h", y=-0.22))
     return fig
 
 
