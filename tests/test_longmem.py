@@ -151,3 +151,18 @@ def test_longmem_is_a_tinylm_kind_writing_its_own_keys():
     assert curve.token_losses.shape == (2, 64)
     assert torch.equal(curve.token_losses[0, :16], curve.token_losses[1, :16])  # window 1: nothing to read yet
     assert not torch.equal(curve.token_losses[0, 16:], curve.token_losses[1, 16:])  # later windows read memory
+
+
+def test_key_drift_is_exactly_zero_for_identical_keys_and_positive_otherwise():
+    from longlab.memory.longmem_staleness import key_drift, probe_windows
+
+    keys = torch.randn(2, 3, 5, 8)
+    assert key_drift(keys, keys.clone()) == {"drift": 0.0, "drift_max": 0.0, "changed": 0.0}
+    moved = keys.clone()
+    moved[0, 0, 0] += 1.0
+    drift = key_drift(keys, moved)
+    assert drift["drift"] > 0 and drift["changed"] == pytest.approx(1 / 30)
+    with pytest.raises(ValueError, match="must match"):
+        key_drift(keys, keys[:1])
+    with pytest.raises(ValueError, match="need windows"):
+        probe_windows(torch.zeros(10, dtype=torch.long), 8, 2)

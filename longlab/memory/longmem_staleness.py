@@ -28,7 +28,7 @@ def tinylm_layer_keys(model, layer: int, windows: torch.Tensor) -> torch.Tensor:
     (the keys its memory layer would write)."""
     if not 0 <= layer < len(model.blocks):
         raise ValueError(f"layer must be 0..{len(model.blocks) - 1}, got {layer}")
-    positions = torch.arange(windows.shape[1])
+    positions = torch.arange(windows.shape[1], device=windows.device)
     with memory_lanes(model, sizes=[0] * windows.shape[0]):
         x = model.embed(windows)
         for block in model.blocks[:layer]:
@@ -40,7 +40,7 @@ def tinylm_layer_keys(model, layer: int, windows: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def longmem_source_keys(model, windows: torch.Tensor) -> torch.Tensor:
     """Pre-RoPE keys (W, H, N, D) the LongMem backbone layer m writes to memory for `windows` (W, N)."""
-    return model.backbone_states(windows, torch.arange(windows.shape[1]))[1][0].clone()
+    return model.backbone_states(windows, torch.arange(windows.shape[1], device=windows.device))[1][0].clone()
 
 
 def key_drift(cached: torch.Tensor, current: torch.Tensor) -> dict:
