@@ -1,0 +1,315 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: jupyter,tags,-all
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Focused Transformer: memory in one softmax, trained against distraction
+#
+# **The problem: distraction.** Give an attention layer a memory of many documents' (key, value) pairs and let its
+# queries attend to all of them. While the memory is small, the few relevant keys (from this document) win the
+# softmax. As it grows, irrelevant keys (other documents, or old parts of this one) that merely *look* similar
+# pile up: relevant and irrelevant keys overlap in key space, and the attention mass spreads over thousands of
+# distractors. The Focused Transformer (Tworkowski et al. 2023, [arXiv 2307.03170](https://arxiv.org/abs/2307.03170);
+# the models are called LongLLaMA) measures this with the **distraction ratio** and fixes it in training.
+#
+# **What you will see.** The layer and its equation, checked against a dense reference; a crossbatch batch drawn
+# lane by lane; $r_d$ curves of a model trained with and without negatives; dictionary lookups answered from
+# memory far beyond the local window, with the retrieved definition shown as text; FoT against the Memorizing
+# Transformer's gated layer. Symbols: a query $q$ scores a key $k_j$ by $q \cdot k_j / \sqrt{D}$ ($D$ the head
+# dimension); a **window** is the $L$ tokens the model reads at once; a **lane** is one row of a batch.
+#
+# **The layer.** Local causal keys $K_\text{loc}$ (rotated by their position in the window, RoPE) and memory keys
+# $K_\text{mem}$ (stored **un-rotated**, i.e. at position 0) go through **one** softmax with the same scale and no
+# gate:
+#
+# $$\text{out}_i = \sum_{j} \frac{\exp(q_i \cdot k_j / \sqrt D)}{Z_i}\, v_j, \qquad
+# Z_i = \sum_{j} \exp(q_i \cdot k_j / \sqrt D), \qquad j \in K_\text{mem} \cup \{\text{local } j \le i\}.$$
+#
+# In longlab that is `merge([attend(q, k, v, causal=True), memory partial])`: two exact partial attentions combined
+# by their log-sum-exp. Memory entries come from the lane's own past windows (top-$k$ by inner product through
+# `KVMemory`, or all of memory), read before the current window is written, never with gradient.
+#
+# **Crossbatch training, a contrastive signal.** During training there is no memory. Each lane is one document,
+# read as two consecutive windows. The memory layer's queries in the current window of lane $i$ see, in the same
+# one softmax, all keys of the previous window of $d$ lanes: lane $i$'s own (the **positive**, relevant) and $d-1$
+# other lanes' (**negatives**, other documents). Gradients flow through both windows, so the keys and queries are
+# shaped to tell relevant from irrelevant: the contrastive idea (as in InfoNCE) applied to attention.
+# **Distraction ratio** $r_d$: the attention mass on the positive window divided by the mass on all $d$ windows;
+# about $1/d$ for a model that cannot tell them apart.
+
+# %% tags=["parameters"]
+# CI-sized defaults (~30-60 s on 2 busy cores). Larger: R_LANES = 16, R_BATCHES = 4, QUESTIONS = 50,
+# LIVE_WINDOWS = 64 (a dictionary 64 L tokens long in memory).
+DISTRACTION = "../data/focused/distraction.json"
+DICTIONARY = "../data/focused/dictionary.json"
+PASSKEY = "../data/focused/passkey.json"
+CHECKPOINTS = "../data/checkpoints"
+R_LANES = 8                 # lanes (documents) per batch for the live r_d measurement (d up to R_LANES)
+R_BATCHES = 1               # batches averaged
+QUESTIONS = 10              # live dictionary questions per setting
+LIVE_WINDOWS = 16           # dictionary length in windows of L tokens for the live lookups
+LAYOUT_LANES = 8
+THREADS = 1
+
+# %%
+import json
+import math
+import random
+from pathlib import Path
+
+import torch
+from IPython.display import Markdown, display
+
+from longlab.attention import reference_attention
+from longlab.attention.reference import causal_mask
+from longlab.memory.crossbatch import make_layout, measure_distraction
+from longlab.memory.focused import FocusedAttention, read_into_memory
+from longlab.memory.focused_tasks import dictionary_accuracy, make_window_dictionary
+from longlab.memory.lanes import memory_lanes
+from longlab.models import TinyLMConfig, load_checkpoint
+from longlab.tasks import load_source_documents, split_source_documents
+from viz.dilated_explorer import markdown_table
+from viz.focused import (
+    accuracy_figure,
+    comparison_figure,
+    crossbatch_layout_explorer,
+    distraction_figure,
+    head_mass_figure,
+    retrieved_rows,
+)
+from viz.teaching import answer
+
+torch.set_num_threads(THREADS)
+checkpoints = Path(CHECKPOINTS)
+
+# %% [markdown]
+# ## 1. One softmax, checked
+#
+# A small Focused layer in float64: it reads three windows into memory, then a fourth window attends to
+# [all 24 memory keys, un-rotated; its own keys, causal]. The same numbers come out of the plain dense
+# `reference_attention` over that key set (and with `topk` at least the memory size, top-$k$ keeps everything).
+
+# %%
+torch.manual_seed(0)
+cfg = TinyLMConfig(context=8, d_model=16, n_heads=2, n_layers=1, attention="focused", memory_size=64, memory_topk=64)
+layer = FocusedAttention(cfg).double()
+xs = [torch.randn(1, 8, 16, dtype=torch.float64) for _ in range(4)]
+pos = torch.arange(8)
+with torch.no_grad():
+    mem_k = torch.cat([layer.project(x)[1] for x in xs[:3]], dim=2)  # un-rotated keys, as stored
+    mem_v = torch.cat([layer.project(x)[2] for x in xs[:3]], dim=2)
+    for x in xs[:3]:
+        layer(x, pos)
+    stored = len(layer.memories[0])  # read before write: the 4th window sees these, then adds its own
+    got = layer(xs[3], pos)
+    q_raw, k_raw, v = layer.project(xs[3])
+    q, k = layer.rotate(q_raw, k_raw, pos)
+    mask = torch.cat([torch.ones(8, 24, dtype=torch.bool), causal_mask(8, 8)], dim=1)
+    want, _ = reference_attention(q, torch.cat([mem_k, k], 2), torch.cat([mem_v, v], 2), mask=mask)
+    error = (got - layer.merge_heads(want)).abs().max().item()
+display(Markdown(f"Largest difference between the layer and the dense one-softmax reference: **{error:.1e}** "
+                 f"(float64). Memory entries the 4th window read: {stored}; they carry gradient: "
+                 f"**{layer.memories[0].keys.requires_grad}**."))
+
+# %% [markdown]
+# ## 2. A crossbatch batch
+#
+# Rows are the current windows (their queries), columns the previous windows (their keys). Dark: the lane's own
+# previous window, the positive; light: the $d-1$ negatives, drawn from lanes of other documents (seeded). Move
+# $d$: at $d = 1$ training sees only the positive (no contrast), at $d$ = the number of lanes every lane sees
+# every previous window.
+#
+# **Try this** (answers computed below; click to open):
+# 1. With 8 lanes and $d = 4$, how many previous-window keys does one current query see, for windows of $L = 128$?
+# 2. If a model attended uniformly to all of them, what would $r_4$ be? And the model with $r_8 = 0.5$?
+# 3. Why must a lane's positive be its *own document's* previous window, and what happens to a lane whose previous
+#    window belongs to another document?
+
+# %%
+crossbatch_layout_explorer(lanes=LAYOUT_LANES, d=4)
+
+# %% jupyter={"source_hidden": true}
+example = make_layout(LAYOUT_LANES, 4, random.Random(0), docs=list(range(LAYOUT_LANES)))
+display(answer(
+    f"1. {example.d} windows x 128 keys = {example.d * 128} memory-like keys, plus its own causal local keys "
+    f"(at most 128).\n\n"
+    f"2. Uniform attention gives every window the same mass: $r_4$ = 1/4 = {1 / 4}. $r_8 = 0.5$ means half of the "
+    f"mass on the 8 windows goes to the 1 relevant one, 4x the {1 / 8} of an unfocused model.\n\n"
+    f"3. The positive teaches 'attend here'; if lane i's previous window came from another document, the keys "
+    f"labelled positive would be irrelevant and training would reward distraction. longlab samples both windows "
+    f"from one document (`CrossbatchBatches`), and a layout can also mark a lane as having no positive, which "
+    f"then sees no crossbatch keys at all (tested)."))
+
+# %% [markdown]
+# ## 3. Distraction: $r_d$ with and without negatives
+#
+# Two copies of one model (the committed Memorizing checkpoint's weights, its middle layer turned into a Focused
+# layer) were fine-tuned on the standard library's source files with the same seed, data and budget: one with
+# crossbatch $d = 1$ (no negatives), one with $d = 8$. $r_d$ is measured on held-out source files (files the
+# training split never saw), for $d = 1 \dots 16$. Recorded by `data/focused/make_distraction.py`; below the
+# record, a small live rerun on the same checkpoints.
+
+# %%
+distraction = json.loads(Path(DISTRACTION).read_text())
+models = distraction["models"]
+curves = {"plain (trained d = 1)": models["trained_d1"]["r_d"], "focused (trained d = 8)": models["trained_d8"]["r_d"],
+          "before fine-tuning": models["untrained"]["r_d"]}
+display(distraction_figure(curves, title=f"recorded r_d ({distraction['held_out_documents']} held-out files, "
+                                         f"windows of {distraction['window']} bytes)"))
+plain8, cross8 = models["trained_d1"]["r_d"]["8"], models["trained_d8"]["r_d"]["8"]
+display(Markdown(f"Recorded $r_8$: **{cross8:.3f}** trained with negatives vs **{plain8:.3f}** without "
+                 f"({cross8 / plain8:.2f}x; the goal was at least 2x; 1/8 = 0.125 is no focus at all)."))
+
+held_train, _ = split_source_documents()
+seen = {d.name for d in held_train}
+window = distraction["window"]
+held = [d.tokens() for d in load_source_documents(min_bytes=2 * window + 1) if d.name not in seen]
+live = {}
+for name, file in (("plain (trained d = 1)", "focused_plain"), ("focused (trained d = 8)", "focused_crossbatch")):
+    model, _ = load_checkpoint(checkpoints / f"{file}.safetensors")
+    ds = [d for d in (1, 2, 4, 8, 16) if d <= R_LANES]
+    live[name] = measure_distraction(model, held, ds, lanes=R_LANES, batches=R_BATCHES, window=window, seed=1)
+display(distraction_figure(live, title=f"live rerun: {R_LANES} lanes x {R_BATCHES} batch(es), other windows"))
+
+# %% [markdown]
+# ## 4. Dictionary lookup far beyond the window
+#
+# The paper's synthetic task: definitions `abcd:xyz;` (window-aligned, 7 per $L = 64$-byte window), then a question
+# `?abcd:` whose answer is the value. A model of 3 layers (dense, **focused**, dense) was trained with crossbatch
+# ($d = 1$ until the lookup is learned, then $d = 8$). To test it, a whole dictionary is read into memory window
+# by window (`read_into_memory`), and the local context holds **only the question**: every definition lies at
+# least one window back, the oldest 16 $L$ or 64 $L$ tokens back. The same model with memory size 0 sees only the
+# question: chance ($26^{-3}$).
+
+# %%
+def recorded(path):
+    """The recorded JSON at `path`, or None (then the section says it was not recorded in this checkout)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+dictionary = recorded(DICTIONARY)
+dict_checkpoint = checkpoints / "focused_dictionary.safetensors"
+if dictionary is None or "focused" not in dictionary["models"]:
+    display(Markdown("*Not recorded in this checkout: run `data/focused/make_dictionary.py` (see its docstring).*"))
+else:
+    fot = dictionary["models"]["focused"]
+    acc = fot["accuracy"]
+    rows = [{"definitions": f"{w} L = {w * dictionary['window_L']:,} tokens back",
+             "with memory": acc[f"{w}L_memory"], "without memory": acc[f"{w}L_no_memory"]} for w in (16, 64)]
+    display(Markdown(markdown_table(rows)))
+    history = fot["train"]["history"]
+    display(Markdown(f"Training: {fot['train']['steps']} steps ({fot['train']['lanes']} lanes, d schedule "
+                     f"`{fot['train']['schedule']}`), value loss {history[0]['value_loss']:.3f} → "
+                     f"{history[-1]['value_loss']:.3f} nats (chance: ln 26 = {math.log(26):.3f})."))
+    if fot.get("sweep"):
+        display(accuracy_figure({"focused, memory": [(r["tokens_in_memory"], r["accuracy"]) for r in fot["sweep"]]},
+                                title="recorded: lookup accuracy against dictionary tokens in memory (exact top-32)",
+                                x_title="dictionary tokens in memory"))
+
+# %% [markdown]
+# **What did the layer retrieve?** For one question, the memory entries the focused layer's heads gave the most
+# weight (their share of the one softmax) at the last byte of the question, with the bytes around each entry. In a
+# model that has learnt the lookup, the definition of the asked key lights up: the retrieved byte is the first
+# byte of its value. Live, on the recorded checkpoint (a fresh dictionary of `LIVE_WINDOWS` windows).
+
+# %%
+if dict_checkpoint.exists():
+    model, info = load_checkpoint(dict_checkpoint)
+    L = model.config.context
+    book = make_window_dictionary(LIVE_WINDOWS, L, seed=123)
+    oldest = len(book.keys) // LIVE_WINDOWS
+    asked = random.Random(5).sample(range(oldest), min(QUESTIONS, oldest))
+    live_mem = dictionary_accuracy(model, book, asked, LIVE_WINDOWS * L)
+    live_none = dictionary_accuracy(model, book, asked, None)
+    display(Markdown(f"Live: {len(asked)} questions about the oldest window of a {LIVE_WINDOWS} L = "
+                     f"{LIVE_WINDOWS * L:,}-token dictionary: accuracy **{live_mem:.2f}** with memory, "
+                     f"**{live_none:.2f}** without."))
+    question = book.question(asked[0])
+    memory_layer = model.memory_layers()[0].layer_index
+    text = torch.tensor(list(book.text.encode()))
+    with memory_lanes(model, sizes=[LIVE_WINDOWS * L]):
+        read_into_memory(model, text, keep_last=0)
+        q_tokens = torch.tensor([list(question.encode())])
+        with torch.no_grad():
+            logits, _, reads = model(q_tokens, return_retrievals=True)
+    retrieval = reads[memory_layer].lanes[0]
+    last = q_tokens.shape[1] - 1
+    head = int(retrieval.weights[:, last].max(-1).values.argmax())
+    where = book.text.index(book.keys[asked[0]] + ":")
+    value_at = where + len(book.keys[asked[0]]) + 1
+    hit = bool((retrieval.positions[:, last] == value_at).any())
+    display(Markdown(f"Question `{question}` (answer `{book.values[asked[0]]}`, its first byte at position "
+                     f"{value_at}, {LIVE_WINDOWS * L - value_at:,} bytes before the question); the model's next "
+                     f"byte: `{chr(int(logits[0, -1].argmax()))}`; some head retrieved the answer's first byte: "
+                     f"**{hit}**. Head {head} (the most confident), top entries:\n\n"
+                     + markdown_table(retrieved_rows(retrieval, text, last, head))))
+else:
+    display(Markdown("*No dictionary checkpoint in this checkout.*"))
+
+# %% [markdown]
+# ## 5. Passkey
+#
+# A number hidden in long filler text, asked for at the end (`longlab.tasks.passkey`). A model of the same shape
+# with windows of $L = 128$ bytes was fine-tuned on pairs of windows (key line in the previous window, question in
+# the current one). The prompt is read into memory; only the question stays local. Without memory the model sees
+# its last window only. Recorded by `data/focused/make_passkey.py`; the bars show, per head of the memory layer,
+# the attention mass on the pass-key line at the question's last byte (share of the one softmax, top-32 entries).
+
+# %%
+passkey = recorded(PASSKEY)
+if passkey is None:
+    display(Markdown("*Not recorded in this checkout: run `data/focused/make_passkey.py` (see its docstring).*"))
+else:
+    display(accuracy_figure({name: [(p["prompt_tokens"], p["accuracy"]) for p in pts]
+                             for name, pts in passkey["curves"].items()},
+                            title=f"recorded: passkey accuracy against prompt length ({passkey['examples_per_length']} "
+                                  f"prompts per length, L = {passkey['window_L']})", x_title="prompt length (bytes)"))
+    longest = max(passkey["key_line_mass_per_head"], key=int)
+    if passkey["key_line_mass_per_head"][longest] is not None:
+        display(head_mass_figure(torch.tensor(passkey["key_line_mass_per_head"][longest]),
+                                 f"attention mass on the pass-key line per head, prompts of {longest} L"))
+    held = passkey["curves"]["focused, memory"]
+    display(Markdown("With memory: " + ", ".join(f"{p['multiple_of_L']} L: {p['accuracy']:.0%}" for p in held) + "."))
+
+# %% [markdown]
+# ## 6. One softmax against a gate
+#
+# The same architecture and budget with the Memorizing Transformer's gated kNN layer in the middle (memory of the
+# previous window, detached, two softmaxes mixed by a learned gate) instead of the Focused layer.
+
+# %%
+rows = []
+for name, key in (("focused (one softmax)", "focused"), ("memorizing (gate)", "memorizing")):
+    if dictionary is not None and key in dictionary["models"]:
+        m = dictionary["models"][key]
+        rows.append({"model": name, "final value loss": round(m["train"]["history"][-1]["value_loss"], 4),
+                     "accuracy 16 L": m["accuracy"]["16L_memory"], "accuracy 64 L": m["accuracy"]["64L_memory"]})
+if rows:
+    display(Markdown(markdown_table(rows)))
+    display(comparison_figure([{"model": r["model"], "accuracy": r["accuracy 16 L"]} for r in rows], "accuracy",
+                              "fraction", "dictionary lookup, 16 L back: one softmax vs gate"))
+else:
+    display(Markdown("*Not recorded in this checkout: `data/focused/make_dictionary.py train --layer memorizing`.*"))
+
+# %% [markdown]
+# ## What to remember
+#
+# - FoT's memory layer puts memory keys (un-rotated) and local keys (rotated) into one softmax with one scale and
+#   no gate: exactly `merge` of two partial attentions.
+# - A memory full of other documents' keys distracts: without training against it, attention mass on the relevant
+#   context falls like $1/d$.
+# - Crossbatch training shows each query its own previous window next to other documents' windows, with gradients:
+#   contrastive training that keeps attention focused, with no memory needed during training.
+# - At inference, `read_into_memory` lets a model answer about text far beyond its window.
