@@ -66,6 +66,7 @@ MASK_N = 256                       # sequence length of the masking-vs-gathering
 FLOP_SIZES = [2**k for k in range(10, 21)]
 RUNTIME_SIZES = [2048, 4096]       # measured here with w = [256, 512, 1024], r = [1, 2, 4]
 RECORDED_CSV = "../data/bench/dilated_cpu.csv"  # committed `longlab bench dilated` run (path from notebooks/)
+SCALE_CSV = "../data/bench/dilated_scale_cpu.csv"  # committed `longlab bench dilated --scale` run (4k..1M)
 
 # %%
 from pathlib import Path
@@ -88,6 +89,7 @@ from viz.dilated_explorer import (
     query_keys,
     runtime_figure,
 )
+from viz.scale import dilated_scale_figure, dilated_scale_summary
 from viz.teaching import answer
 
 pattern = Dilated.geometric(W0, ALPHA, BRANCHES, causal=CAUSAL, offsets=OFFSETS)
@@ -286,6 +288,25 @@ if recorded.exists():
     display(runtime_figure(table, title=f"Recorded benchmark ({recorded.name}, {table[0]['device']})"))
     display(Markdown(markdown_table(table, ["N", "causal", "pass", "dilated_s", "sdpa_s", "speedup",
                                             "flop_ideal_speedup", "dilated_peak_mib", "sdpa_peak_mib"])))
+
+# %% [markdown]
+# ## 8. LongNet on a laptop: one million tokens
+#
+# LongNet's claim is scale. `longlab bench dilated --scale` runs its geometric mix w_i = 2048 · 2^i, r_i = 2^i
+# up to w = N (10 branches at N = 1,048,576, so every token reaches every other within one layer), 8 heads,
+# d = 64, forward on this 2-core CPU, from N = 4k to 1M. Without autograd the branches are merged as they are
+# computed (a running out and lse, eq. 10 one piece at a time), so memory stays about one output, not one per
+# branch. Dense SDPA is measured at 16k-64k and extrapolated beyond (N² time, N memory): dashed lines.
+# Each row records the machine's load average, so you can tell a quiet run from a loaded one.
+
+# %%
+scale_csv = Path(SCALE_CSV)
+if scale_csv.exists():
+    scale_rows = read_csv(scale_csv)
+    display(dilated_scale_figure(scale_rows, title=f"LongNet on a laptop ({scale_csv.name})"))
+    display(Markdown(dilated_scale_summary(scale_rows)))
+else:
+    display(Markdown(f"*No recorded scale run at {scale_csv}; run `longlab bench dilated --scale`.*"))
 
 # %% [markdown]
 # ## What to remember

@@ -56,14 +56,18 @@ RETRIEVAL_BYTES = 1024       # bytes recorded for the retrieval explorer
 RETRIEVAL_MEMORY = 1024      # memory size (tokens per head) while recording
 SEARCH_KEYS = 2048           # memory keys per head for the exact-vs-approximate search comparison
 TOP_K = 32
+SCALE_CSV = "../data/bench/memory_scale_cpu.csv"  # committed `longlab bench memory --scale` run (16k..16M keys)
 THREADS = 1                  # a 0.6M-parameter model gains nothing from more threads on a shared CPU
 
 # %%
+from pathlib import Path
+
 import torch
 from IPython.display import Markdown, display
 
 from longlab.analysis.memory_gradient import memory_gradient_check
 from longlab.analysis.retrieval_text import byte_context, markdown_text, most_confident_query, retrieved_text_rows
+from longlab.bench.common import read_csv
 from longlab.memory import KVMemory
 from longlab.memory.memory_eval import MemorySweep, loss_vs_memory, loss_vs_memory_docs
 from longlab.memory.retrievals import record_retrievals
@@ -77,6 +81,7 @@ from viz.memory_explorer import (
     recall_figure,
     retrieval_explorer,
 )
+from viz.scale import memory_scale_figure, memory_scale_summary
 from viz.teaching import answer
 from viz.tour import METHODS, find_notebook
 
@@ -225,6 +230,24 @@ try:
 except ImportError as err:
     display(Markdown(f"*faiss is not installed ({err}); only exact search is available.* "
                      "Approximate indexes trade recall for speed; install `longlab[faiss]` to measure it."))
+
+
+# %% [markdown]
+# ### Search at scale: 16k to 16M keys (recorded)
+#
+# The Focused Transformer's memories reach millions of tokens. `longlab bench memory --scale` fills one head of
+# D = 64 keys and values up to 16,777,216 entries and asks top-32 for 1024 queries: exact (`KVMemory`), faiss
+# brute force on the same key buffer, and faiss IVF behind the same `KVMemory` API with more or fewer lists
+# scanned (`nprobe`): each point of the right panel is one nprobe, further right = slower and more exact.
+
+# %%
+scale_csv = Path(SCALE_CSV)
+if scale_csv.exists():
+    scale_rows = read_csv(scale_csv)
+    display(memory_scale_figure(scale_rows, title=f"kNN memory at scale ({scale_csv.name})"))
+    display(Markdown(memory_scale_summary(scale_rows)))
+else:
+    display(Markdown(f"*No recorded scale run at {scale_csv}; run `longlab bench memory --scale`.*"))
 
 
 # %% [markdown]

@@ -84,3 +84,52 @@ def memory_scale_figure(rows, title: str = "kNN memory search at scale") -> go.F
     fig.update_yaxes(title_text=axis_label("recall@k", "fraction of exact top-k"), range=[0, 1.02], row=1, col=2)
     fig.update_layout(title=f"{title} ({load_note(rows)})", width=1000, height=440)
     return fig
+
+
+def dilated_scale_summary(rows) -> str:
+    """Markdown sentences computed from the dilated scale rows: the largest N forward (time, peak, branches),
+    causal, dense extrapolated there, forward+backward rows, and whether the machine was quiet."""
+    fwd = [r for r in rows if r["pass"] == "fwd"]
+    top = max(int(r["N"]) for r in fwd)
+    at_top = {_true(r["causal"]): r for r in fwd if int(r["N"]) == top}
+    lines = []
+    for causal, r in sorted(at_top.items()):
+        dense = (f"; dense SDPA {float(r['sdpa_s']):,.3g} s ({r['sdpa_source']}), dense / dilated = "
+                 f"{float(r['sdpa_s']) / float(r['dilated_s']):,.3g}x" if r["sdpa_s"] != "" else "")
+        lines.append(f"- N = {top:,} ({'causal' if causal else 'full'}), {r['branches']} branches: "
+                     f"**{float(r['dilated_s']):,.1f} s**, peak **{float(r['dilated_peak_mib']) / 1024:.2f} GiB** "
+                     f"beyond the inputs{dense}.")
+    for r in (r for r in rows if r["pass"] == "fwd+bwd"):
+        lines.append(f"- forward + backward at N = {int(r['N']):,}: {float(r['dilated_s']):,.1f} s, peak "
+                     f"{float(r['dilated_peak_mib']) / 1024:.2f} GiB.")
+    lines.append(f"- Timings: {load_note(rows)}; peak memory does not depend on load.")
+    return "\n".join(lines)
+
+
+def memory_scale_summary(rows) -> str:
+    """Markdown sentences computed from the memory scale rows at the largest memory size."""
+    top = max(int(r["keys"]) for r in rows)
+    at = {r["method"]: r for r in rows if int(r["keys"]) == top}
+    exact = at["exact (KVMemory)"]
+    lines = [f"- {top:,} keys: exact top-{exact['k']} for {exact['queries']} queries in "
+             f"**{float(exact['search_s']):,.1f} s**, resident memory {float(exact['rss_gib']):.1f} GiB "
+             f"(keys and values), adding at {float(exact['add_keys_per_s']) / 1e6:.1f}M keys/s."]
+    flat = at.get("faiss flat (knn_inner_product)")
+    if flat:
+        lines.append(f"- faiss brute force on the same keys: {float(flat['search_s']):,.1f} s "
+                     f"(longlab / faiss = {float(exact['search_s']) / float(flat['search_s']):.2f}), "
+                     f"{float(flat['same_neighbours']):.4f} of its neighbours are longlab's.")
+    ivf = [r for r in rows if int(r["keys"]) == top and r["method"].startswith("faiss ivf")]
+    if ivf:
+        good = [r for r in ivf if float(r["recall"]) >= 0.95]
+        pick = min(good, key=lambda r: float(r["search_s"])) if good else max(ivf, key=lambda r: float(r["recall"]))
+        lines.append(f"- faiss IVF: {'fastest with recall@k >= 0.95' if good else 'best recall'} is "
+                     f"{pick['method'].split()[-1]}: recall {float(pick['recall']):.3f} at "
+                     f"{float(pick['speedup_vs_exact']):.1f}x the exact speed (index built once in "
+                     f"{float(pick['build_s']):,.0f} s).")
+    for method in ("save (streaming safetensors)", "load (streaming safetensors)"):
+        if method in at:
+            lines.append(f"- {method}: {float(at[method]['search_s']):,.1f} s, peak tensors "
+                         f"{float(at[method]['peak_mib']) / 1024:.2f} GiB.")
+    lines.append(f"- Timings: {load_note(rows)}; memory numbers do not depend on load.")
+    return "\n".join(lines)

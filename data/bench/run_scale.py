@@ -2,7 +2,7 @@
 measurement (a full run takes many minutes on 2 cores; partial results survive an interruption).
 
     .venv/bin/python data/bench/run_scale.py dilated [--dense-sizes 16384 32768 65536]
-    .venv/bin/python data/bench/run_scale.py memory
+    .venv/bin/python data/bench/run_scale.py memory [--ivf-max 4194304]
 
 Writes data/bench/dilated_scale_cpu.csv / data/bench/memory_scale_cpu.csv (same rows as the CLI command).
 """
@@ -19,6 +19,8 @@ HERE = Path(__file__).resolve().parent
 parser = argparse.ArgumentParser()
 parser.add_argument("target", choices=["dilated", "memory"])
 parser.add_argument("--dense-sizes", type=int, nargs="*", default=[16384, 32768, 65536])
+parser.add_argument("--sizes", type=int, nargs="+", default=None, help="dilated N / memory keys (default: all)")
+parser.add_argument("--ivf-max", type=int, default=None, help="memory: largest size that also gets an IVF index")
 args = parser.parse_args()
 out = HERE / f"{args.target}_scale_cpu.csv"
 
@@ -28,8 +30,9 @@ def save(rows):
 
 
 if args.target == "dilated":
-    rows = _dilated_scale.measure_scale(dense_sizes=args.dense_sizes, on_row=save)
+    rows = _dilated_scale.measure_scale(args.sizes or _dilated_scale.SIZES, dense_sizes=args.dense_sizes, on_row=save)
 else:
-    rows = _memory_scale.measure_scale(persist_sizes=[_memory_scale.SIZES[-1]], on_row=save)
+    sizes = args.sizes or _memory_scale.SIZES
+    rows = _memory_scale.measure_scale(sizes, persist_sizes=[sizes[-1]], ivf_max=args.ivf_max, on_row=save)
 save(rows)
 print(f"wrote {out}")

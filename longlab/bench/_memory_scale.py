@@ -67,7 +67,7 @@ def _timed(fn):
 
 def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 32, nprobes=NPROBES,
                   ivf_min: int = 65536, persist_sizes=(), folder=None, progress: bool = True,
-                  on_row=None) -> list[dict]:
+                  on_row=None, ivf_max: int | None = None) -> list[dict]:
     """Rows of the memory scale benchmark (see the module docstring), CPU. on_row(rows so far): called after
     each memory size (e.g. to save partial results of a long run)."""
     try:
@@ -89,7 +89,7 @@ def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 
                      "k": k, "device": device_label("cpu"), "threads": torch.get_num_threads(), **stamp()})
 
     for n in tqdm(sizes, desc="bench memory --scale", unit="size", disable=not progress):
-        ivf = faiss is not None and n >= ivf_min
+        ivf = faiss is not None and n >= ivf_min and (ivf_max is None or n <= ivf_max)
         memory = KVMemory(n, dim, backend="faiss" if ivf else "torch", index="ivf")
         add_s = _fill(memory, n, dim, seed=n)
         found = {}
