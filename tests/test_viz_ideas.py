@@ -43,3 +43,14 @@ def test_explorers_static_when_headless(monkeypatch):
     assert isinstance(ip.floatlike_explorer(), go.Figure)
     keys = torch.randn(1, 64, 4)
     assert isinstance(ip.paged_explorer(keys, keys, torch.randn(1, 4)), go.Figure)
+
+
+def test_tour_pattern_explorer_offers_floatlike(monkeypatch):
+    from longlab.attention.floatlike import FloatLike
+    from viz import pattern_heatmap as ph
+
+    monkeypatch.setenv("LONGLAB_HEADLESS", "1")
+    assert ph.make_pattern("floatlike", mantissa=2, causal=True) == FloatLike(2, causal=True)
+    fig = ph.pattern_explorer(kind="floatlike", n=32, mantissa=1)
+    seen = int(FloatLike(1).multiplicity(4, 32)[0].sum())
+    assert f"{seen} of {32 * 32} query-key pairs seen" in fig.layout.title.text

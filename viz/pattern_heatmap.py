@@ -18,7 +18,7 @@ from viz.branch_colors import BranchSets, branch_codes
 from viz.theme import COLORS, axis_label
 from viz.widgets import explorer
 
-KINDS = ("dense", "sliding", "dilated")
+KINDS = ("dense", "sliding", "dilated", "floatlike")
 
 
 def pattern_label(pattern: Pattern) -> str:
@@ -78,9 +78,14 @@ def pattern_heatmap(pattern: Pattern, n: int, heads: int = 1, head: int = 0, tit
 
 
 def make_pattern(kind: str, window: int = 8, segment: int = 8, ratio: int = 2, branches: int = 3,
-                 causal: bool = False) -> Pattern:
-    """Pattern for the explorer: 'dense', 'sliding' (window) or 'dilated' with LongNet's geometric schedule
-    w_i = segment * ratio^i, r_i = ratio^i for i < branches (paper section 2.2: both geometric, same ratio)."""
+                 causal: bool = False, mantissa: int = 1) -> Pattern:
+    """Pattern for the explorer: 'dense', 'sliding' (window), 'dilated' with LongNet's geometric schedule
+    w_i = segment * ratio^i, r_i = ratio^i for i < branches (paper section 2.2: both geometric, same ratio), or
+    'floatlike' (keys on an m-bit floating-point grid of distances, m = mantissa; notebook 08)."""
+    if kind == "floatlike":
+        from longlab.attention.floatlike import FloatLike
+
+        return FloatLike(mantissa, causal=causal)
     if kind == "dense":
         return Dense(causal=causal)
     if kind == "sliding":
@@ -93,7 +98,7 @@ def make_pattern(kind: str, window: int = 8, segment: int = 8, ratio: int = 2, b
 
 def pattern_explorer(kind: str = "dilated", n: int = 32, heads: int = 4, head: int = 0, window: int = 6,
                      segment: int = 4, ratio: int = 2, branches: int = 3, causal: bool = False,
-                     max_n: int = 128, flag: bool | None = None):
+                     max_n: int = 128, flag: bool | None = None, mantissa: int = 1):
     """Sliders for pattern kind, N, head, window, segment, ratio, branches, causal around pattern_heatmap.
 
     Returns the ipywidgets VBox from viz.widgets.explorer when interactive, else the go.Figure for the
@@ -112,15 +117,17 @@ def pattern_explorer(kind: str = "dilated", n: int = 32, heads: int = 4, head: i
         "ratio": w.IntSlider(value=ratio, min=1, max=4, description="ratio α"),
         "branches": w.IntSlider(value=branches, min=1, max=4, description="branches"),
         "causal": w.Checkbox(value=causal, description="causal"),
+        "mantissa": w.IntSlider(value=mantissa, min=0, max=5, description="mantissa bits m"),
     }
     for control in controls.values():
         control.style.description_width = "initial"  # full labels, not "segment ..."
 
-    def draw(kind, n, head, window, segment, ratio, branches, causal):
+    def draw(kind, n, head, window, segment, ratio, branches, causal, mantissa):
         pattern = make_pattern(kind, window=window, segment=segment, ratio=ratio, branches=branches,
-                               causal=causal)
+                               causal=causal, mantissa=mantissa)
         return pattern_heatmap(pattern, n, heads=heads, head=head)
 
-    only = {"window": ("sliding",), "segment": ("dilated",), "ratio": ("dilated",), "branches": ("dilated",)}
+    only = {"window": ("sliding",), "segment": ("dilated",), "ratio": ("dilated",), "branches": ("dilated",),
+            "mantissa": ("floatlike",)}
     shown_when = {name: (lambda v, kinds=kinds: v["kind"] in kinds) for name, kinds in only.items()}
     return explorer(draw, controls, flag=flag, shown_when=shown_when)
