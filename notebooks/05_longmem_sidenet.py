@@ -47,6 +47,7 @@
 # MEMORY_SIZES = [0, 1024, 4096, 16384] (the recorded sweep, ~9 min), RETRIEVAL_BYTES = 8192, STALE_STEPS = 20.
 SIDENET = "../data/checkpoints/longmem_sidenet.safetensors"
 CLAIMS = "../data/longmem/claims.json"
+LONGER = "../data/longmem/eval_32000.json"  # data/longmem/eval_longer.py: the bytes of notebook 03's sweep
 EVAL_DOCS = 1                   # held-out source files (path order) for the live loss-vs-memory rerun
 EVAL_BYTES = 4096               # bytes read from the start of each
 MEMORY_SIZES = [0, 1024, 4096]  # memory tokens per lane (0 = SideNet without memory); try up to 16384
@@ -73,6 +74,7 @@ from longlab.models import TinyLM, TinyLMConfig, TrainConfig, evaluate, load_che
 from longlab.tasks import held_out_long_files, split_source_documents
 from viz.dilated_explorer import markdown_table
 from viz.longmem import (
+    compare_memorizing_figure,
     dataflow_figure,
     letter_query,
     loss_vs_memory_figure,
@@ -103,7 +105,7 @@ display(Markdown(f"**{model!r}**  \nSideNet trained {claims['train']['steps']} s
 # write for the same text. The drift is the mean of $1 - \cos(k_\text{cached}, k_\text{now})$ over heads and tokens.
 
 # %%
-memorizing, _ = load_checkpoint(backbone_path)
+memorizing, memorizing_info = load_checkpoint(backbone_path)
 layer = memorizing.memory_layers()[0].layer_index
 probe_text = probe_windows(val_docs[0].tokens(), memorizing.config.context, 2)
 live = train_streams(memorizing, list(memorizing.parameters()), [d.tokens() for d in train_docs[:8]], [],
@@ -231,6 +233,24 @@ display(Markdown(
 live_sweep = longmem_sweep(model, held_out_long_files(EVAL_DOCS), MEMORY_SIZES, max_tokens=EVAL_BYTES,
                            progress=False)
 loss_vs_memory_figure(live_sweep, f"live: {EVAL_DOCS} file(s), first {EVAL_BYTES:,} bytes")
+
+# %% [markdown]
+# **Against the Memorizing Transformer, on the same bytes.** `data/longmem/eval_longer.py` read the first 32,000
+# bytes of every held-out file with this SideNet: the bytes of the Memorizing checkpoint's recorded sweep
+# (notebook 03). That checkpoint's weights are this backbone's, so with memory 0 it *is* the backbone alone: the two
+# records must agree there (checked below and in `tests/test_longmem_claims.py`).
+
+# %%
+longer = json.loads(Path(LONGER).read_text())
+memo = memorizing_info["memory_eval"]
+display(compare_memorizing_figure(longer, memo))
+display(Markdown(
+    f"Backbone alone: {longer['mean_backbone']:.4f} here vs {memo['mean_loss'][0]:.4f} in the Memorizing record "
+    f"(difference {abs(longer['mean_backbone'] - memo['mean_loss'][0]):.1e}). With a 16,384-token memory: LongMem "
+    f"{longer['mean_loss'][-1]:.4f}, Memorizing {memo['mean_loss'][-1]:.4f} nats/byte. The Memorizing model was "
+    f"fine-tuned whole, {memorizing_info['train']['steps']} steps with memory; this SideNet had "
+    f"{claims['train']['steps']} steps and a frozen backbone, and its curve is flat from 1,024 tokens on "
+    f"(spread {max(longer['mean_loss'][1:]) - min(longer['mean_loss'][1:]):.4f})."))
 
 # %% [markdown]
 # ## 7. The backbone is bit-identical after training

@@ -98,3 +98,19 @@ def test_a_few_steps_move_memorizing_keys_but_never_the_frozen_backbone():
     optimizer.step()
     model.eval()
     assert frozen(model) == {"drift": 0.0, "drift_max": 0.0, "changed": 0.0}
+
+
+def test_longer_read_backbone_equals_the_memorizing_record_without_memory():
+    """eval_32000.json reads the bytes of the Memorizing checkpoint's recorded sweep: its frozen backbone (the
+    Memorizing layers made dense) must give that record's memory-0 loss file by file."""
+    longer = json.loads((CLAIMS.parent / "eval_32000.json").read_text())
+    record = json.loads((SIDENET.parent / "tiny_memorizing.json").read_text())["info"]["memory_eval"]
+    assert longer["eval_bytes"] == record["eval_bytes"] == 32000
+    theirs = {row["document"]: row["memory 0"] for row in record["documents"] if row["document"] != "mean"}
+    assert len(longer["documents"]) == len(theirs) == 14
+    for row in longer["documents"]:
+        assert row["backbone"] == pytest.approx(theirs[row["document"]], abs=1e-4)
+    for i, size in enumerate(longer["memory_sizes"]):
+        assert longer["mean_loss"][i] == pytest.approx(
+            sum(r[f"memory {size}"] for r in longer["documents"]) / 14, abs=1e-12)
+    assert all(loss < longer["mean_loss"][0] < longer["mean_backbone"] for loss in longer["mean_loss"][1:])

@@ -62,6 +62,8 @@ def test_record_figures_hold_only_finite_numbers():
     staleness = {"memorizing": {"history": [{"step": 0, "drift": 0.0}, {"step": 5, "drift": 0.01}]},
                  "frozen_backbone": {"history": history}}
     finite_json(vl.staleness_figure(staleness))
+    finite_json(vl.compare_memorizing_figure({**evaluation, "eval_bytes": 100},
+                                             {"memory_sizes": [0, 64], "mean_loss": [2.1, 1.8]}))
 
 
 def test_live_explorer_sends_json(small):

@@ -183,3 +183,22 @@ def staleness_figure(staleness: dict) -> go.Figure:
                              xaxis_title=axis_label("training step", "updates"),
                              yaxis_title=axis_label("mean 1 − cos(k_cached, k_now)", "unitless"),
                              legend=dict(orientation="h", y=-0.25))
+
+
+def compare_memorizing_figure(longmem_eval: dict, memorizing_eval: dict) -> go.Figure:
+    """Mean held-out loss against memory size for LongMem (SideNet + memory, `longmem_sweep` record) and the
+    Memorizing checkpoint (its recorded `memory_eval`) on the same bytes; the frozen backbone as a dashed line."""
+    fig = go.Figure()
+    for name, record, color in (("LongMem: frozen backbone + SideNet", longmem_eval, SIDE),
+                                ("Memorizing: whole model trained with memory", memorizing_eval,
+                                 method_color("memorizing"))):
+        labels = ["none" if s == 0 else f"{s:,}" for s in record["memory_sizes"]]
+        fig.add_trace(go.Scatter(x=labels, y=record["mean_loss"], name=name, mode="lines+markers+text",
+                                 text=[f"{v:.3f}" for v in record["mean_loss"]], textposition="top center",
+                                 line=dict(color=color, width=3)))
+    fig.add_hline(y=longmem_eval["mean_backbone"], line=dict(color=FROZEN, dash="dash"),
+                  annotation_text=f"frozen backbone alone {longmem_eval['mean_backbone']:.3f}")
+    return fig.update_layout(title=f"same bytes: first {longmem_eval['eval_bytes']:,} of each of "
+                                   f"{len(longmem_eval['documents'])} held-out files",
+                             xaxis_title=axis_label("memory size", "tokens per lane"),
+                             yaxis_title=axis_label("loss", "nats/byte"), legend=dict(orientation="h", y=-0.25))
