@@ -1,10 +1,11 @@
 """Exact top-k inner-product search in bounded memory: chunked matmul + per-chunk top-k + one final merge.
 
 Scoring all N keys at once would need a (heads, nq, N) score matrix (4 GB for 1024 queries x 1M keys);
-instead keys are visited in cache-sized chunks and a running top-k per query is kept: a chunk's top-k is
-merged into the rows whose chunk maximum beats their current k-th best score, the other rows skip the
-chunk. Exact: the global top-k of a union is the top-k of the per-part top-ks, and a part whose best
-score is below the current k-th best contributes nothing.
+instead keys are visited in cache-sized chunks and a running top-k per query is kept: only the entries of
+a chunk that beat their row's current k-th best score can enter it, and after the first chunks they are
+few (about k * chunk / keys seen per row), so they are packed and merged without a top-k over the whole
+chunk. Exact: the global top-k of a union is the top-k of the per-part top-ks, and an entry below the
+current k-th best never enters it.
 """
 from __future__ import annotations
 
@@ -50,16 +51,24 @@ def exact_topk(
         if key_scale is not None:
             block *= key_scale[:, None, start : start + chunk]
         block = block.view(rows_total, -1)
-        # Only rows whose block maximum beats their current k-th best can change: after the first chunks
-        # that is a small fraction, so most blocks cost one max pass instead of a top-k.
-        rows = (block.amax(-1) > best_scores[:, -1]).nonzero().squeeze(1)
-        if rows.numel() == 0:
+        above = block > best_scores[:, -1:]  # entries that beat a row's current k-th best score
+        counts = above.sum(-1)
+        widest = int(counts.max())
+        if widest == 0:
             continue
-        sub = block if rows.numel() == rows_total else block.index_select(0, rows)
-        top_scores, top_index = sub.topk(min(k, sub.shape[-1]), dim=-1)
-        cand_scores = torch.cat([best_scores.index_select(0, rows), top_scores], dim=-1)
-        cand_index = torch.cat([best_index.index_select(0, rows), top_index + start], dim=-1)
-        scores, pick = cand_scores.topk(k, dim=-1)
-        best_scores.index_copy_(0, rows, scores)
-        best_index.index_copy_(0, rows, cand_index.gather(-1, pick))
+        if widest > block.shape[-1] // 8:  # early chunks: a top-k of the whole block is cheaper
+            cand_scores, cand_index = block.topk(min(k, block.shape[-1]), dim=-1)
+            cand_index = cand_index + start
+        else:
+            # After the first chunks only a few entries per row beat the k-th best: pack them (row-major
+            # order from nonzero) into a (rows, widest) block, which is far cheaper than a top-k per row.
+            row, col = above.nonzero(as_tuple=True)
+            slot = torch.arange(row.numel(), device=row.device) - (counts.cumsum(0) - counts)[row]
+            cand_scores = block.new_full((rows_total, widest), float("-inf"))
+            cand_index = torch.zeros(rows_total, widest, dtype=torch.long, device=block.device)
+            cand_scores[row, slot] = block[row, col]
+            cand_index[row, slot] = col + start
+        scores, pick = torch.cat([best_scores, cand_scores], dim=-1).topk(k, dim=-1)
+        best_index = torch.cat([best_index, cand_index], dim=-1).gather(-1, pick)
+        best_scores = scores
     return best_scores.view(heads, num_queries, k), best_index.view(heads, num_queries, k)
