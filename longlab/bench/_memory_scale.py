@@ -32,7 +32,7 @@ from .common import device_label, stamp
 COLUMNS = ["keys", "method", "search_s", "speedup_vs_exact", "recall", "same_neighbours", "add_keys_per_s",
            "build_s", "peak_mib", "rss_gib", "load_before", "load_after"]
 SIZES = [16384 * 4**i for i in range(6)]  # 16k .. 16M
-NPROBES = [1, 2, 4, 8, 16, 32, 64, 128]
+NPROBES = [1, 4, 16, 64, 128, 256, 512]  # of nlist = sqrt(keys) lists: 1024 at 1M
 BATCH = 2**20
 
 
