@@ -49,3 +49,20 @@ def test_distraction_record_and_recheck():
         assert live[1] == pytest.approx(1.0)
         for d in (2, 8):  # CI-sized rerun (8 lanes, other windows) agrees with the record within a margin
             assert abs(live[d] - rec["models"][key]["r_d"][str(d)]) < 0.1 * 8 / d, (key, d, live)
+
+
+@pytest.mark.slow
+def test_passkey_record_and_recheck():
+    from longlab.memory.focused_tasks import passkey_trial
+    from longlab.tasks import make_passkeys
+
+    rec = record("passkey")
+    window = rec["window_L"]
+    mem = {p["multiple_of_L"]: p for p in rec["curves"]["focused, memory"]}
+    assert max(mem) >= 64 and mem[max(mem)]["prompt_tokens"] >= 16_000  # swept from L to >= 64 L, >= 16k tokens
+    model, info = checkpoint("focused_passkey")
+    assert info["window"] == window == model.config.context
+    for m in (1, 16):  # CI-sized rerun on fresh prompts agrees with the record within a margin
+        examples = make_passkeys(m * window, 4, seed=1000 + m)
+        live = sum(passkey_trial(model, e, memory=True)[0] for e in examples) / len(examples)
+        assert abs(live - mem[m]["accuracy"]) <= 0.5, (m, live, mem[m])
