@@ -77,6 +77,7 @@ from IPython.display import Markdown, display
 import longlab
 from longlab.analysis.complexity import masked_costs
 from longlab.analysis.dilated_walkthrough import dilated_steps
+from longlab.attention.flex import block_mask as flex_block_mask
 from longlab.attention.patterns import Dense, Dilated, SlidingWindow
 from longlab.bench.common import read_csv
 from longlab.bench.dilated import measure
@@ -258,7 +259,7 @@ mask_pattern = Dilated.geometric(16, ALPHA, BRANCHES + 1, causal=CAUSAL, offsets
 display(masking_vs_gathering(mask_pattern, MASK_N, HEADS, HEAD, BLOCK))
 costs = masked_costs(mask_pattern, HEADS, MASK_N, head_dim=64, block=BLOCK)
 try:  # FlexAttention's own BlockMask for the same mask_mod (works on CPU in torch >= 2.5)
-    block_mask = mask_pattern.flex_block_mask(HEADS, MASK_N, BLOCK)
+    block_mask = flex_block_mask(mask_pattern, HEADS, MASK_N, BLOCK)
     source = f"FlexAttention `create_block_mask` reports {block_mask.sparsity():.1f}% of tiles skipped"
 except Exception as err:  # noqa: BLE001 - report and fall back to the pattern's own tile count
     source = f"FlexAttention unavailable ({type(err).__name__}); tile count from the pattern object"

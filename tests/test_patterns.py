@@ -132,7 +132,9 @@ def test_block_occupancy_and_flex_block_mask():
     assert pattern.block_density(4, 100, 16) == pytest.approx(float(occ.float().mean()))
     flex = pytest.importorskip("torch.nn.attention.flex_attention")
     assert flex is not None
-    block_mask = pattern.flex_block_mask(4, 128, 32)
+    from longlab.attention.flex import block_mask as flex_block_mask
+
+    block_mask = flex_block_mask(pattern, 4, 128, 32)
     assert torch.equal(block_mask.to_dense()[0].bool(), pattern.block_occupancy(4, 128, 32))
 
 

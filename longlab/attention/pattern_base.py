@@ -109,10 +109,3 @@ class Pattern:
     def block_density(self, heads: int, n: int, block: int = 128) -> float:
         """Fraction of block x block tiles (over all heads) that are non-empty (1 - block sparsity)."""
         return float(self.block_occupancy(heads, n, block).float().mean())
-
-    def flex_block_mask(self, heads: int, n: int, block: int = 128, device="cpu"):
-        """FlexAttention `BlockMask` of the union mask, built from the closed-form mask_mod in bounded memory
-        (`longlab.attention.flex.block_mask`)."""
-        from .flex import block_mask
-
-        return block_mask(self, heads, n, block=block, device=device)
