@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from longlab.attention import attend
 from longlab.attention.rerope import rerope_attention, rerope_reference, rerope_relative
-from longlab.models.rope import apply_rope, rope_tables
+from longlab.attention.rope import apply_rope, rope_tables
 
 
 def _inputs(b, h, n, d, seed, dtype=torch.float64):

@@ -21,7 +21,7 @@ from longlab.models import (
     train,
 )
 from longlab.models.layers import DenseAttention, sliding_window_attention
-from longlab.models.rope import apply_rope, rope_tables
+from longlab.attention.rope import apply_rope, rope_tables
 
 HAS_DILATED = importlib.util.find_spec("longlab.attention.dilated") is not None
 

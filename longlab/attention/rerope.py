@@ -22,6 +22,7 @@ from ..checks import positive_int
 from .band import band_attention
 from .kernels import attend
 from .merge import merge
+from .rope import apply_rope, rope_tables
 from .validate import check_qkv, check_scale, expand_kv_heads
 
 
@@ -44,7 +45,6 @@ def rerope_relative(distance: torch.Tensor, window: int, leak=None) -> torch.Ten
 
 
 def _rope(x, positions, base):
-    from ..models.rope import apply_rope, rope_tables  # the one RoPE definition TinyLM uses
 
     cos, sin = rope_tables(positions, x.shape[-1], base, dtype=x.dtype)
     return apply_rope(x, cos.to(x.device), sin.to(x.device))
@@ -102,8 +102,6 @@ def rerope_reference(q, k, v, window: int, leak=None, base: float = 10000.0,
     idx = torch.arange(n)
     dist = (idx[:, None] - idx[None, :]).clamp(min=0)
     rel = rerope_relative(dist, window, leak)  # (N, N)
-    from ..models.rope import rope_tables
-
     cos, sin = rope_tables(rel, q.shape[-1], base, dtype=q.dtype)  # (N, N, D)
     half = q.shape[-1] // 2
     q_rot = torch.cat([-q[..., half:], q[..., :half]], dim=-1)

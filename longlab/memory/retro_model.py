@@ -21,7 +21,7 @@ from torch import nn
 
 from ..checks import int_at_least, positive_int
 from ..models.layers import MLP
-from ..models.rope import apply_rope, rope_tables
+from ..attention.rope import apply_rope, rope_tables
 from .retro_cca import cca_positions, check_chunked, chunk_of_token, chunked_cross_attention
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attention import attend
-from .rope import apply_rope, rope_tables
+from ..attention.rope import apply_rope, rope_tables
 
 
 class SelfAttention(nn.Module):
