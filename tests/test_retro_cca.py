@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longlab.attention.reference import reference_attention
+from longlab.attention.rope import apply_rope, rope_tables
 from longlab.memory.retro_cca import cca_positions, cca_reference_mask, chunk_of_token, chunked_cross_attention
 from longlab.memory.retro_model import ChunkedCrossAttention, RetroConfig, RetroFitted, check_neighbour_count
 from longlab.models import TinyLM, TinyLMConfig
-from longlab.attention.rope import apply_rope, rope_tables
 
 
 def test_chunk_of_token_is_the_paper_shift():

@@ -9,6 +9,7 @@ import torch
 
 from longlab.attention import reference_attention
 from longlab.attention.patterns import SlidingWindow
+from longlab.attention.rope import apply_rope, rope_tables
 from longlab.models import (
     TinyLM,
     TinyLMConfig,
@@ -21,7 +22,6 @@ from longlab.models import (
     train,
 )
 from longlab.models.layers import DenseAttention, sliding_window_attention
-from longlab.attention.rope import apply_rope, rope_tables
 
 HAS_DILATED = importlib.util.find_spec("longlab.attention.dilated") is not None
 

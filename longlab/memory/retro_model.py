@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention.rope import apply_rope, rope_tables
 from ..checks import int_at_least, positive_int
 from ..models.layers import MLP
-from ..attention.rope import apply_rope, rope_tables
 from .retro_cca import cca_positions, check_chunked, chunk_of_token, chunked_cross_attention
 
 
