@@ -66,3 +66,24 @@ def test_passkey_record_and_recheck():
         examples = make_passkeys(m * window, 4, seed=1000 + m)
         live = sum(passkey_trial(model, e, memory=True)[0] for e in examples) / len(examples)
         assert abs(live - mem[m]["accuracy"]) <= 0.5, (m, live, mem[m])
+
+
+@pytest.mark.slow
+def test_dictionary_record_and_recheck():
+    import random
+
+    from longlab.memory.focused_tasks import dictionary_accuracy, make_window_dictionary
+
+    rec = record("dictionary")
+    fot = rec["models"]["focused"]
+    window = rec["window_L"]
+    assert {"16L_memory", "16L_no_memory", "64L_memory", "64L_no_memory"} <= set(fot["accuracy"])
+    assert fot["accuracy"]["16L_no_memory"] <= 0.05 and fot["accuracy"]["64L_no_memory"] <= 0.05  # chance: 26^-3
+    assert max(r["tokens_in_memory"] for r in fot["sweep"]) >= 1_000_000  # the sweep reached 1M tokens
+    model, info = checkpoint("focused_dictionary")
+    assert info["window"] == window == model.config.context and info["schedule"].startswith("1:")
+    book = make_window_dictionary(16, window, seed=77)
+    asked = random.Random(0).sample(range(len(book.keys) // 16), 5)  # keys of the oldest window: 16 L back
+    live = dictionary_accuracy(model, book, asked, 16 * window)
+    assert abs(live - fot["accuracy"]["16L_memory"]) <= 0.4
+    assert dictionary_accuracy(model, book, asked, None) <= 0.2

@@ -8,6 +8,7 @@ Memory entries are random keys and values (the cost of a read does not depend on
 """
 from __future__ import annotations
 
+import os
 import random
 
 import torch
@@ -17,7 +18,7 @@ from .common import device_label, stamp, time_call
 NAME = "focused"
 HELP = "Focused Transformer: decode cost per token vs memory size (exact top-k, faiss, all of memory) and " \
        "crossbatch training step time vs d"
-COLUMNS = ["stage", "method", "memory_tokens", "d", "ms", "ratio_vs_dense"]
+COLUMNS = ["stage", "method", "memory_tokens", "d", "ms", "ratio_vs_dense", "load_1min"]
 
 
 def register(parser) -> None:
@@ -67,7 +68,7 @@ def _decode_rows(args, device) -> list[dict]:
             with torch.no_grad():
                 dense_ms = 1e3 * time_call(lambda: (proj(x), attend(q, k, v)), args.repeats, device=device)
             rows.append({"stage": "decode", "method": "dense KV cache (same total context)", "memory_tokens": m,
-                         "d": "", "ms": dense_ms, "ratio_vs_dense": 1.0})
+                         "d": "", "ms": dense_ms, "ratio_vs_dense": 1.0, "load_1min": _load()})
             del k, v
         for method in args.methods:
             topk = None if method == "all" else args.topk
@@ -89,7 +90,7 @@ def _decode_rows(args, device) -> list[dict]:
             name = {"topk": f"focused exact top-{args.topk}", "all": "focused all of memory"}.get(
                 method, f"focused {method} top-{args.topk}")
             rows.append({"stage": "decode", "method": name, "memory_tokens": m, "d": "", "ms": ms,
-                         "ratio_vs_dense": "" if dense_ms is None else ms / dense_ms})
+                         "ratio_vs_dense": "" if dense_ms is None else ms / dense_ms, "load_1min": _load()})
             del layer, bank
     return rows
 
@@ -110,7 +111,7 @@ def _train_rows(args, device) -> list[dict]:
 
     base_ms = 1e3 * time_call(plain, args.repeats, device=device)
     rows = [{"stage": "train step", "method": "plain (no crossbatch keys)", "memory_tokens": "", "d": 0,
-             "ms": base_ms, "ratio_vs_dense": 1.0}]
+             "ms": base_ms, "ratio_vs_dense": 1.0, "load_1min": _load()}]
     for d in args.d:
         if d > b:
             continue
@@ -121,7 +122,7 @@ def _train_rows(args, device) -> list[dict]:
 
         ms = 1e3 * time_call(step, args.repeats, device=device)
         rows.append({"stage": "train step", "method": f"crossbatch, {b} lanes x 2 windows of {n}",
-                     "memory_tokens": "", "d": d, "ms": ms, "ratio_vs_dense": ms / base_ms})
+                     "memory_tokens": "", "d": d, "ms": ms, "ratio_vs_dense": ms / base_ms, "load_1min": _load()})
     return rows
 
 
@@ -132,3 +133,8 @@ def main(args) -> list[dict]:
     if not args.skip_train:
         rows += _train_rows(args, device)
     return [{"device": device_label(device), **row, **stamp()} for row in rows]
+
+
+def _load() -> float:
+    """1-minute load average (a shared machine's timings are only as good as this is low)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan")

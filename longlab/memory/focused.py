@@ -75,7 +75,9 @@ class FocusedAttention(MemoryLayer):
                              f"{self.n_heads} x {self.head_dim}: a memory of another width")
         if self.topk is None:  # all of memory: one non-causal attention over every stored key
             n = len(bank)
-            keys, values = bank.keys[None, :, :n].clone(), bank.values[None, :, :n].clone()  # writes follow
+            keys, values = bank.keys[None, :, :n], bank.values[None, :, :n]
+            if torch.is_grad_enabled():  # autograd keeps them for the backward; the write that follows changes them
+                keys, values = keys.clone(), values.clone()
             out, lse = attend(q[None], keys, values, scale=self.scale)
             return LaneRead(out[0], lse[0], None)  # the record (best entries) is searched only when asked
         found = bank.search(q, self.topk)  # top-k by inner product, no gradient (indices only matter)
