@@ -12,9 +12,13 @@ memory-size sweep: accuracy against the number of dictionary tokens in memory, u
 The gated comparison (claim 4) trains the same architecture with the Memorizing layer instead (memory filled with
 the previous window, detached, as that layer trains), same batches, steps and learning rate.
 
-    .venv/bin/python data/focused/make_dictionary.py train --layer focused     # ~10 min, one shared thread
+    .venv/bin/python data/focused/make_dictionary.py train --layer focused --save-at 1000  # 404 s CPU
     .venv/bin/python data/focused/make_dictionary.py train --layer memorizing
-    .venv/bin/python data/focused/make_dictionary.py measure                   # writes data/focused/dictionary.json
+    .venv/bin/python data/focused/make_dictionary.py measure      # writes data/focused/dictionary.json
+
+The d = 1 branch for an equal-budget r_d comparison: train --schedule 1 --resume /tmp/focused_dictionary_step1000.pt
+--out data/checkpoints/focused_dictionary_plain.safetensors (measure then records it). The recorded run did the
+first and the last command; the d = 1 branch and the memorizing run were stopped for CPU.
 """
 from __future__ import annotations
 
@@ -183,12 +187,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("train", "measure"))
     parser.add_argument("--layer", choices=sorted(CHECKPOINTS), default="focused")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--lanes", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--lanes", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--schedule", default="1:600,8", help="crossbatch d schedule (focused)")
-    parser.add_argument("--questions", type=int, default=50)
-    parser.add_argument("--sweep", type=int, nargs="+", default=[1024, 4096, 16384, 65536, 262144, 1048576])
+    parser.add_argument("--schedule", default="1:1000,8", help="crossbatch d schedule (focused)")
+    parser.add_argument("--questions", type=int, default=20)
+    parser.add_argument("--sweep", type=int, nargs="+", default=[1024, 16384, 262144, 1048576])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--from-scratch", action="store_true", help="random init instead of the source checkpoint")
