@@ -4,6 +4,11 @@ measurement (a full run takes many minutes on 2 cores; partial results survive a
     .venv/bin/python data/bench/run_scale.py dilated [--dense-sizes 16384 32768 65536]
     .venv/bin/python data/bench/run_scale.py memory [--ivf-max 4194304]
 
+The recorded files came from (a 2-core machine shared with other work, so timings are "under load"):
+    run_scale.py dilated --sizes 4096 16384 32768 65536 262144 1048576 --dense-sizes 16384 32768
+    run_scale.py memory --ivf-max 1048576 --sizes 16384 65536 262144 1048576 4194304
+    run_scale.py memory --append --sizes 16777216 --queries 64 --ivf-max 0
+
 Writes data/bench/dilated_scale_cpu.csv / data/bench/memory_scale_cpu.csv (same rows as the CLI command).
 """
 from __future__ import annotations
@@ -12,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from longlab.bench import _dilated_scale, _memory_scale
-from longlab.bench.common import write_csv
+from longlab.bench.common import read_csv, write_csv
 
 HERE = Path(__file__).resolve().parent
 
@@ -21,18 +26,22 @@ parser.add_argument("target", choices=["dilated", "memory"])
 parser.add_argument("--dense-sizes", type=int, nargs="*", default=[16384, 32768, 65536])
 parser.add_argument("--sizes", type=int, nargs="+", default=None, help="dilated N / memory keys (default: all)")
 parser.add_argument("--ivf-max", type=int, default=None, help="memory: largest size that also gets an IVF index")
+parser.add_argument("--queries", type=int, default=1024, help="memory: queries per search")
+parser.add_argument("--append", action="store_true", help="keep the CSV's existing rows and add these after them")
 args = parser.parse_args()
 out = HERE / f"{args.target}_scale_cpu.csv"
+previous = read_csv(out) if args.append and out.exists() else []
 
 
 def save(rows):
-    write_csv(rows, out)
+    write_csv(previous + rows, out)
 
 
 if args.target == "dilated":
     rows = _dilated_scale.measure_scale(args.sizes or _dilated_scale.SIZES, dense_sizes=args.dense_sizes, on_row=save)
 else:
     sizes = args.sizes or _memory_scale.SIZES
-    rows = _memory_scale.measure_scale(sizes, persist_sizes=[sizes[-1]], ivf_max=args.ivf_max, on_row=save)
+    rows = _memory_scale.measure_scale(sizes, num_queries=args.queries, persist_sizes=[sizes[-1]],
+                                       ivf_max=args.ivf_max, on_row=save)
 save(rows)
 print(f"wrote {out}")
