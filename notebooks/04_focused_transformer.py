@@ -73,9 +73,9 @@ from IPython.display import Markdown, display
 
 from longlab.attention import reference_attention
 from longlab.attention.reference import causal_mask
-from longlab.memory.crossbatch import make_layout, measure_distraction
-from longlab.memory.focused import FocusedAttention, read_into_memory
-from longlab.memory.focused_tasks import dictionary_accuracy, make_window_dictionary
+from longlab.memory.focused.crossbatch import make_layout, measure_distraction
+from longlab.memory.focused.layer import FocusedAttention, read_into_memory
+from longlab.memory.focused.tasks import dictionary_accuracy, make_window_dictionary
 from longlab.memory.lanes import memory_lanes
 from longlab.models import TinyLMConfig, load_checkpoint
 from longlab.tasks import load_source_documents, split_source_documents

@@ -64,11 +64,11 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from longlab.memory.chunk_bank import ChunkBank
-from longlab.memory.longmem import LongMem, LongMemConfig, load_longmem
-from longlab.memory.longmem_eval import backbone_unchanged, longmem_sweep
-from longlab.memory.longmem_staleness import drift_probe, probe_windows, tinylm_layer_keys
-from longlab.memory.longmem_train import train_streams
+from longlab.memory.longmem.chunk_bank import ChunkBank
+from longlab.memory.longmem.evaluate import backbone_unchanged, longmem_sweep
+from longlab.memory.longmem.model import LongMem, LongMemConfig, load_longmem
+from longlab.memory.longmem.staleness import drift_probe, probe_windows, tinylm_layer_keys
+from longlab.memory.longmem.train import train_streams
 from longlab.memory.retrievals import record_retrievals
 from longlab.models import TinyLM, TinyLMConfig, TrainConfig, evaluate, load_checkpoint
 from longlab.tasks import held_out_long_files, split_source_documents

@@ -57,13 +57,13 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from longlab.memory.retro_build import build_database
-from longlab.memory.retro_cca import chunk_of_token
-from longlab.memory.retro_chunks import chunk_document
-from longlab.memory.retro_data import RetroWindows
-from longlab.memory.retro_db import RetroDatabase
-from longlab.memory.retro_encoder import ChunkEncoder
-from longlab.memory.retro_train import binned_gain, chunk_gains, load_retro, per_token_loss
+from longlab.memory.retro.build import build_database
+from longlab.memory.retro.cca import chunk_of_token
+from longlab.memory.retro.chunks import chunk_document
+from longlab.memory.retro.data import RetroWindows
+from longlab.memory.retro.db import RetroDatabase
+from longlab.memory.retro.encoder import ChunkEncoder
+from longlab.memory.retro.train import binned_gain, chunk_gains, load_retro, per_token_loss
 from viz.retro import (
     causal_shift_explorer,
     gain_vs_overlap_figure,
@@ -103,7 +103,7 @@ for i in range(len(demo)):
 # A live database from one standard-library package (the full one is built by `longlab retro build`):
 
 # %%
-encoder = ChunkEncoder.from_checkpoint()
+encoder = ChunkEncoder.from_checkpoint("../data/checkpoints/tiny_memorizing.safetensors")
 root = Path(sysconfig.get_paths()["stdlib"]) / DEMO_PACKAGE
 tmp = Path(tempfile.mkdtemp(prefix="retro_demo_"))
 manifest = build_database(tmp / "db", encoder, M, root=root, progress=False)

@@ -9,14 +9,14 @@ import torch
 
 from longlab.attention import reference_attention
 from longlab.attention.reference import causal_mask
-from longlab.memory.crossbatch import (
+from longlab.memory.focused.crossbatch import (
     CrossbatchBatches,
     DSchedule,
     crossbatch_loss,
     distraction_ratio,
     make_layout,
 )
-from longlab.memory.focused import FocusedAttention, read_into_memory
+from longlab.memory.focused.layer import FocusedAttention, read_into_memory
 from longlab.memory.lanes import memory_lanes
 from longlab.memory.store import KVMemory
 from longlab.models import TinyLM, TinyLMConfig

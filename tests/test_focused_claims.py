@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from longlab.memory.crossbatch import measure_distraction
+from longlab.memory.focused.crossbatch import measure_distraction
 from longlab.models import load_checkpoint
 from longlab.tasks import load_source_documents, split_source_documents
 
@@ -53,7 +53,7 @@ def test_distraction_record_and_recheck():
 
 @pytest.mark.slow
 def test_passkey_record_and_recheck():
-    from longlab.memory.focused_tasks import passkey_trial
+    from longlab.memory.focused.tasks import passkey_trial
     from longlab.tasks import make_passkeys
 
     rec = record("passkey")
@@ -72,7 +72,7 @@ def test_passkey_record_and_recheck():
 def test_dictionary_record_and_recheck():
     import random
 
-    from longlab.memory.focused_tasks import dictionary_accuracy, make_window_dictionary
+    from longlab.memory.focused.tasks import dictionary_accuracy, make_window_dictionary
 
     rec = record("dictionary")
     fot = rec["models"]["focused"]

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from longlab.memory.focused_tasks import (
+from longlab.memory.focused.tasks import (
     IGNORE,
     answer,
     dictionary_accuracy,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from longlab.memory.lanes import memory_lanes
-from longlab.memory.longmem import LongMem, LongMemConfig, load_longmem, save_longmem
+from longlab.memory.longmem.model import LongMem, LongMemConfig, load_longmem, save_longmem
 from longlab.models import TinyLM, TinyLMConfig, save_checkpoint
 
 
@@ -154,7 +154,7 @@ def test_longmem_is_a_tinylm_kind_writing_its_own_keys():
 
 
 def test_key_drift_is_exactly_zero_for_identical_keys_and_positive_otherwise():
-    from longlab.memory.longmem_staleness import key_drift, probe_windows
+    from longlab.memory.longmem.staleness import key_drift, probe_windows
 
     keys = torch.randn(2, 3, 5, 8)
     assert key_drift(keys, keys.clone()) == {"drift": 0.0, "drift_max": 0.0, "changed": 0.0}

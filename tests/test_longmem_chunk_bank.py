@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from longlab.memory.chunk_bank import ChunkBank
+from longlab.memory.longmem.chunk_bank import ChunkBank
 
 
 def filled_bank(heads=2, d=8, csz=4, capacity=64, writes=3, n=16, seed=0):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from longlab.memory.longmem import file_sha256, load_longmem
-from longlab.memory.longmem_eval import backbone_unchanged, longmem_sweep
-from longlab.memory.longmem_staleness import drift_probe, longmem_source_keys, probe_windows, tinylm_layer_keys
-from longlab.memory.longmem_train import train_streams
+from longlab.memory.longmem.evaluate import backbone_unchanged, longmem_sweep
+from longlab.memory.longmem.model import file_sha256, load_longmem
+from longlab.memory.longmem.staleness import drift_probe, longmem_source_keys, probe_windows, tinylm_layer_keys
+from longlab.memory.longmem.train import train_streams
 from longlab.models import TrainConfig, load_checkpoint
 from longlab.tasks import held_out_long_files, split_source_documents
 

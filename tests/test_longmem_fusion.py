@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from longlab.memory.longmem_attention import LongMemAttention, fused_attention, fused_reference
+from longlab.memory.longmem.attention import LongMemAttention, fused_attention, fused_reference
 from longlab.models import TinyLMConfig
 from longlab.models.layers import DenseAttention
 

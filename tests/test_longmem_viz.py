@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from longlab.memory.longmem import LongMem, LongMemConfig
+from longlab.memory.longmem.model import LongMem, LongMemConfig
 from longlab.memory.retrievals import record_retrievals
 from longlab.models import TinyLM, TinyLMConfig
 from viz import longmem as vl

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from longlab import plugins
 from longlab.bench import retro
@@ -14,6 +15,7 @@ def test_bench_retro_rows(tmp_path):
         (root / f"m{d}.py").write_text("".join(f"x_{d}_{i} = call({i})\n" for i in range(60)))
     args = plugins.defaults(retro)
     args.root, args.db, args.queries = str(root), str(tmp_path / "absent"), 8
+    args.checkpoint = str(Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "tiny_memorizing.safetensors")
     args.backends = ["torch"] + (["faiss:flat"] if importlib.util.find_spec("faiss") else [])
     rows = retro.main(args)
     assert [r["stage"] for r in rows] == ["build"] + ["search"] * len(args.backends)

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from longlab.attention.reference import reference_attention
 from longlab.attention.rope import apply_rope, rope_tables
-from longlab.memory.retro_cca import cca_positions, cca_reference_mask, chunk_of_token, chunked_cross_attention
-from longlab.memory.retro_model import ChunkedCrossAttention, RetroConfig, RetroFitted, check_neighbour_count
+from longlab.memory.retro.cca import cca_positions, cca_reference_mask, chunk_of_token, chunked_cross_attention
+from longlab.memory.retro.model import ChunkedCrossAttention, RetroConfig, RetroFitted, check_neighbour_count
 from longlab.models import TinyLM, TinyLMConfig
 
 

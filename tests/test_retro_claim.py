@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from longlab.memory.retro_data import RetroWindows
-from longlab.memory.retro_train import load_retro, per_token_loss
+from longlab.memory.retro.data import RetroWindows
+from longlab.memory.retro.train import load_retro, per_token_loss
 
-RESULTS = Path(__file__).resolve().parents[1] / "data" / "retro"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "data" / "retro"
 CLAIMS = json.loads((RESULTS / "retro_claims.json").read_text())
 K = CLAIMS["train"]["k"]
 
@@ -72,11 +73,11 @@ def test_evaluation_neighbours_never_come_from_the_own_file():
 @pytest.mark.skipif(not (RESULTS / "db_m16" / "manifest.json").exists(),
                     reason="the full database is not built here (longlab retro build)")
 def test_committed_neighbours_are_what_the_database_returns():
-    from longlab.memory.retro_db import RetroDatabase
-    from longlab.memory.retro_encoder import ChunkEncoder
+    from longlab.memory.retro.db import RetroDatabase
+    from longlab.memory.retro.encoder import ChunkEncoder
 
     windows = RetroWindows.load(RESULTS / "eval_windows.safetensors")
-    encoder = ChunkEncoder.from_checkpoint()
+    encoder = ChunkEncoder.from_checkpoint(ROOT / "data" / "checkpoints" / "tiny_memorizing.safetensors")
     db = RetroDatabase.load(RESULTS / "db_m16", identity=encoder.identity)
     m = db.chunk_size
     chunks = windows.tokens[:2, : 2 * m].reshape(-1, m)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longlab.memory.retro_build import build_database
-from longlab.memory.retro_chunks import ChunkEntries, chunk_document, stdlib_python_files
-from longlab.memory.retro_db import RetroDatabase
-from longlab.memory.retro_encoder import ChunkEncoder
-from longlab.memory.retro_shards import shard_name
+from longlab.memory.retro.build import build_database
+from longlab.memory.retro.chunks import ChunkEntries, chunk_document, stdlib_python_files
+from longlab.memory.retro.db import RetroDatabase
+from longlab.memory.retro.encoder import ChunkEncoder
+from longlab.memory.retro.shards import shard_name
 from longlab.models import TinyLM, TinyLMConfig
 
 M = 8

@@ -7,11 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_retro_db import M, corpus, small_encoder  # noqa: F401  (fixture)
 
-from longlab.memory.retro_build import build_database
-from longlab.memory.retro_data import RetroWindows, retrieve_windows, window_starts
-from longlab.memory.retro_db import RetroDatabase
-from longlab.memory.retro_model import RetroConfig, RetroFitted
-from longlab.memory.retro_train import (
+from longlab.memory.retro.build import build_database
+from longlab.memory.retro.data import RetroWindows, retrieve_windows, window_starts
+from longlab.memory.retro.db import RetroDatabase
+from longlab.memory.retro.model import RetroConfig, RetroFitted
+from longlab.memory.retro.train import (
     binned_gain,
     chunk_gains,
     load_retro,

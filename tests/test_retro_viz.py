@@ -5,8 +5,8 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from longlab.memory.retro_cca import chunk_of_token
-from longlab.memory.retro_data import RetroWindows
+from longlab.memory.retro.cca import chunk_of_token
+from longlab.memory.retro.data import RetroWindows
 from viz.retro import (
     causal_shift_explorer,
     causal_shift_figure,

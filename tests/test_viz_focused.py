@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("plotly")
 
-from longlab.memory.crossbatch import make_layout  # noqa: E402
+from longlab.memory.focused.crossbatch import make_layout  # noqa: E402
 from longlab.memory.lanes import Retrieval  # noqa: E402
 from viz.focused import (  # noqa: E402
     accuracy_figure,

@@ -1,7 +1,7 @@
 """Focused Transformer figures for notebook 04: the crossbatch layout (which lanes' keys each lane sees), r_d
 curves, accuracy against length with and without memory, and what the layer retrieved for one query, as text.
 
-Figures read longlab objects only: `longlab.memory.crossbatch.CrossbatchLayout`, {d: r_d} dicts from
+Figures read longlab objects only: `longlab.memory.focused.crossbatch.CrossbatchLayout`, {d: r_d} dicts from
 `measure_distraction` (or the recorded JSON), accuracy rows, and `LayerReads` retrievals.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import random
 import plotly.graph_objects as go
 import torch
 
-from longlab.memory.crossbatch import CrossbatchLayout, make_layout
+from longlab.memory.focused.crossbatch import CrossbatchLayout, make_layout
 
 from .theme import COLORS, axis_label, method_color, series_color
 from .widgets import explorer

@@ -1,7 +1,7 @@
 """LongMem figures for notebook 05: the data flow drawn from the model object, retrieved chunks as text, the
 training curve, loss against memory size next to the frozen backbone, and the staleness of cached keys.
 
-Figures read longlab objects only: a `longlab.memory.longmem.LongMem` (its SideNet spans, init layers, memory
+Figures read longlab objects only: a `longlab.memory.longmem.model.LongMem` (its SideNet spans, init layers, memory
 source and reader), `longlab.memory.retrievals.Retrievals`, and the claims JSON written by `longlab train-sidenet`.
 """
 from __future__ import annotations

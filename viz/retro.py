@@ -10,7 +10,7 @@ import html
 import plotly.graph_objects as go
 import torch
 
-from longlab.memory.retro_cca import chunk_of_token
+from longlab.memory.retro.cca import chunk_of_token
 
 from .theme import COLORS, axis_label, method_color
 from .widgets import explorer

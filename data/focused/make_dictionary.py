@@ -1,7 +1,7 @@
 """Focused Transformer claims 2 and 4: dictionary lookup far beyond the local context, and FoT's one softmax
 against the Memorizing Transformer's gated layer on the same data and budget.
 
-Task (`longlab.memory.focused_tasks`): window-aligned definitions "abcd:xyz;" (L = 64-byte windows, 7 per
+Task (`longlab.memory.focused.tasks`): window-aligned definitions "abcd:xyz;" (L = 64-byte windows, 7 per
 window), questions "?abcd:" answered by the value. Training: crossbatch pairs (previous window = one window of
 definitions, current window = questions about them, loss on the value bytes only), d = 1 until the lookup is
 learned, then d = 8 (the paper's schedule for this task). Evaluation: a dictionary of 16 L or 64 L tokens is read
@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from longlab.io import atomic_write
-from longlab.memory.crossbatch import DSchedule, crossbatch_loss
-from longlab.memory.focused_tasks import IGNORE, dictionary_accuracy, lookup_batch, make_window_dictionary
+from longlab.memory.focused.crossbatch import DSchedule, crossbatch_loss
+from longlab.memory.focused.tasks import IGNORE, dictionary_accuracy, lookup_batch, make_window_dictionary
 from longlab.memory.lanes import memory_lanes
 from longlab.models import TinyLM, TinyLMConfig, load_checkpoint, save_checkpoint
 

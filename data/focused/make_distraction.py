@@ -3,7 +3,7 @@ fine-tuned WITHOUT negatives (crossbatch d = 1) and the same model fine-tuned WI
 
 r_d = attention mass of the memory layer's queries on the positive context (their own document's previous
 window) divided by the mass on all d previous windows (the positive and d - 1 other documents'), averaged over
-queries, heads and lanes (`longlab.memory.crossbatch.distraction_ratio`). About 1/d for a model that cannot tell
+queries, heads and lanes (`longlab.memory.focused.crossbatch.distraction_ratio`). About 1/d for a model that cannot tell
 its own document's keys from others'.
 
 Both models start from the committed Memorizing checkpoint's weights (data/checkpoints/tiny_memorizing: 3 layers,
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from longlab.io import atomic_write
-from longlab.memory.crossbatch import CrossbatchBatches, crossbatch_loss, measure_distraction
+from longlab.memory.focused.crossbatch import CrossbatchBatches, crossbatch_loss, measure_distraction
 from longlab.models import TinyLM, load_checkpoint, save_checkpoint
 from longlab.tasks import load_source_documents, split_source_documents
 

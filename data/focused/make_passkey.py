@@ -4,7 +4,7 @@ without (the model sees its last window only), and the attention mass on the pas
 
 The model: 3 layers (dense, focused, dense), d_model 128, 4 heads, L = 128, started from the committed source-code
 checkpoint (data/checkpoints/tiny_memorizing, a pretrained byte LM) and fine-tuned with crossbatch pairs
-(`longlab.memory.focused_tasks.passkey_batch`: previous window = filler + key line, current window = filler +
+(`longlab.memory.focused.tasks.passkey_batch`: previous window = filler + key line, current window = filler +
 question + answer, loss on the answer digits), d = 1 (all documents share one template, so another lane's key
 line is no distractor that content could reject).
 
@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from longlab.io import atomic_write
-from longlab.memory.crossbatch import crossbatch_loss
-from longlab.memory.focused_tasks import passkey_batch, passkey_trial
+from longlab.memory.focused.crossbatch import crossbatch_loss
+from longlab.memory.focused.tasks import passkey_batch, passkey_trial
 from longlab.models import TinyLM, TinyLMConfig, load_checkpoint, save_checkpoint
 from longlab.tasks import make_passkeys
 

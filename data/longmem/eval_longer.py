@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from longlab.io import atomic_write
-from longlab.memory.longmem import load_longmem
-from longlab.memory.longmem_eval import longmem_sweep
+from longlab.memory.longmem.evaluate import longmem_sweep
+from longlab.memory.longmem.model import load_longmem
 from longlab.tasks import held_out_long_files
 
 HERE = Path(__file__).resolve().parent

@@ -50,7 +50,7 @@ def _config(args, memory_size: int, topk):
 
 def _decode_rows(args, device) -> list[dict]:
     from ..attention import attend
-    from ..memory.focused import FocusedAttention
+    from ..memory.focused.layer import FocusedAttention
     from ..memory.store import KVMemory
 
     rows, gen = [], torch.Generator().manual_seed(0)
@@ -96,7 +96,7 @@ def _decode_rows(args, device) -> list[dict]:
 
 
 def _train_rows(args, device) -> list[dict]:
-    from ..memory.crossbatch import CrossbatchBatch, crossbatch_loss, make_layout
+    from ..memory.focused.crossbatch import CrossbatchBatch, crossbatch_loss, make_layout
     from ..models import TinyLM
 
     torch.manual_seed(0)

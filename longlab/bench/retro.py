@@ -33,15 +33,17 @@ def register(parser) -> None:
     parser.add_argument("--backends", nargs="+", default=["torch", "faiss:flat", "faiss:ivf"])
     parser.add_argument("--skip-build", action="store_true", help="only time the search")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint", default=None,
+                        help="frozen TinyLM for the keys (default: data/checkpoints/tiny_memorizing.safetensors)")
 
 
 def main(args) -> list[dict]:
-    from ..memory.retro_build import build_database
-    from ..memory.retro_db import RetroDatabase
-    from ..memory.retro_encoder import ChunkEncoder
+    from ..memory.retro.build import build_database
+    from ..memory.retro.db import RetroDatabase
+    from ..memory.retro.encoder import ChunkEncoder
 
     torch.set_num_threads(args.threads)
-    encoder = ChunkEncoder.from_checkpoint()
+    encoder = ChunkEncoder.from_checkpoint(args.checkpoint)
     blank = {"entries": "", "queries": "", "k": "", "seconds": "", "chunks_per_s": "", "ms_per_chunk": "",
              "index_build_s": "", "recall_vs_exact": ""}
     rows, tmp = [], None

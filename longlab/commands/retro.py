@@ -37,9 +37,9 @@ def default_folder(chunk: int):
 def main(args) -> int:
     import torch
 
-    from ..memory.retro_build import build_database
-    from ..memory.retro_db import RetroDatabase
-    from ..memory.retro_encoder import ChunkEncoder
+    from ..memory.retro.build import build_database
+    from ..memory.retro.db import RetroDatabase
+    from ..memory.retro.encoder import ChunkEncoder
 
     torch.set_num_threads(args.threads)
     folder = args.out or default_folder(args.chunk)

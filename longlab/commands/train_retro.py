@@ -34,7 +34,7 @@ def register(parser) -> None:
 
 
 def _windows(db, encoder, docs, picks, args, k, allow_same_doc, cache):
-    from ..memory.retro_data import RetroWindows, retrieve_windows
+    from ..memory.retro.data import RetroWindows, retrieve_windows
 
     if cache.exists():
         try:
@@ -54,11 +54,11 @@ def main(args) -> int:
     import torch
 
     from ..io import atomic_write
-    from ..memory.retro_data import window_starts
-    from ..memory.retro_db import RetroDatabase
-    from ..memory.retro_encoder import DEFAULT_CHECKPOINT, ChunkEncoder
-    from ..memory.retro_model import RetroConfig, RetroFitted
-    from ..memory.retro_train import binned_gain, chunk_gains, per_token_loss, save_retro, train_retro
+    from ..memory.retro.data import window_starts
+    from ..memory.retro.db import RetroDatabase
+    from ..memory.retro.encoder import DEFAULT_CHECKPOINT, ChunkEncoder
+    from ..memory.retro.model import RetroConfig, RetroFitted
+    from ..memory.retro.train import binned_gain, chunk_gains, per_token_loss, save_retro, train_retro
     from ..models.train import load_checkpoint
     from ..tasks.source_corpus import split_source_documents
     from .retro import default_folder
@@ -117,7 +117,8 @@ def main(args) -> int:
         "gain_vs_overlap": {"k": args.k, "bins": binned_gain(gains["gain"], gains["overlap"]), **gains},
         "retrieval_s": round(retrieval_s, 1), "total_s": round(time.perf_counter() - start, 1),
     }
-    save_retro(model, out / "retro_tiny.safetensors", {"claims": "retro_claims.json", "command": claims["command"]})
+    save_retro(model, out / "retro_tiny.safetensors", {"claims": "retro_claims.json", "command": claims["command"]},
+               decoder_path=DEFAULT_CHECKPOINT)
     eval_w.save(out / "eval_windows.safetensors")
     leak_w.save(out / "leak_windows.safetensors")
     atomic_write(out / "retro_claims.json", lambda tmp: Path(tmp).write_text(json.dumps(claims, indent=1)))

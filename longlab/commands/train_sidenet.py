@@ -59,15 +59,15 @@ def main(args) -> int:
     import torch
 
     from ..io import atomic_write
-    from ..memory.longmem import LongMem, LongMemConfig, file_sha256, save_longmem
-    from ..memory.longmem_eval import backbone_unchanged, longmem_sweep
-    from ..memory.longmem_staleness import (
+    from ..memory.longmem.evaluate import backbone_unchanged, longmem_sweep
+    from ..memory.longmem.model import LongMem, LongMemConfig, file_sha256, save_longmem
+    from ..memory.longmem.staleness import (
         drift_probe,
         longmem_source_keys,
         probe_windows,
         tinylm_layer_keys,
     )
-    from ..memory.longmem_train import train_streams
+    from ..memory.longmem.train import train_streams
     from ..models.train import TrainConfig, load_checkpoint
     from ..tasks.source_corpus import held_out_long_files, split_source_documents
 

@@ -1,7 +1,7 @@
 """External memory: the KV store (exact / faiss top-k), memory lanes, and memory-augmented attention layers.
 
 Layers live in their own modules (they build on `longlab.models.layers`): `longlab.memory.memorizing`,
-`longlab.memory.focused`; their common base is `longlab.memory.base.MemoryLayer`; run a model with chosen memory
+`longlab.memory.focused.layer`; their common base is `longlab.memory.base.MemoryLayer`; run a model with chosen memory
 lanes through `longlab.memory.lanes.memory_lanes`.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Small models: TinyLM (byte-level decoder, attention chosen per layer) and its training loop.
 
 Beside TinyLM: LongMem (a frozen TinyLM backbone + a trainable SideNet with a chunked memory) lives in
-`longlab.memory.longmem` (it builds on this package, so it is not imported here); its memory-augmented layer is
+`longlab.memory.longmem.model` (it builds on this package, so it is not imported here); its memory-augmented layer is
 also the TinyLM attention kind "longmem" (`attention_kinds()`)."""
 from .registry import attention_class, attention_kinds, register_attention
 from .tiny import TinyLM, TinyLMConfig

@@ -17,8 +17,8 @@ _KINDS: dict[str, object] = {
     "pooled": "longlab.models.idea_layers:PooledAttentionLayer",
     "floatlike": "longlab.models.idea_layers:FloatLikeAttentionLayer",
     "memorizing": "longlab.memory.memorizing:MemorizingAttention",
-    "focused": "longlab.memory.focused:FocusedAttention",
-    "longmem": "longlab.memory.longmem_attention:LongMemAttention",
+    "focused": "longlab.memory.focused.layer:FocusedAttention",
+    "longmem": "longlab.memory.longmem.attention:LongMemAttention",
 }
 
 

@@ -5,7 +5,7 @@ document *streams*: each batch lane reads one document window after window (so m
 document's past) and the lane's memory is cleared when it moves to a new document. With
 `TrainConfig.crossbatch` (Focused Transformer layers) each lane is a pair of consecutive windows of one
 document and the memory layer's current window also sees the previous windows of d lanes (no memory used;
-`longlab.memory.crossbatch`).
+`longlab.memory.focused.crossbatch`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from ..io import atomic_write
-from ..memory.crossbatch import CrossbatchBatches, crossbatch_loss
+from ..memory.focused.crossbatch import CrossbatchBatches, crossbatch_loss
 from ..memory.lanes import memory_lanes
 from .tiny import TinyLM, TinyLMConfig
 

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..io import atomic_write
-from .retro_cca import chunk_of_token
+from ...io import atomic_write
+from .cca import chunk_of_token
 
 
 def train_retro(model, windows, steps: int = 400, batch: int = 8, lr: float = 2e-3, k: int | None = None,
@@ -112,31 +112,40 @@ def binned_gain(gains: list[float], overlaps: list[int], edges=(0, 4, 8, 12, 100
     return rows
 
 
-def save_retro(model, path, info: dict) -> Path:
-    """Save ONLY the trained retrieval block (the frozen decoder is its own checkpoint) + a .json beside it."""
+def save_retro(model, path, info: dict, decoder_path=None) -> Path:
+    """Save ONLY the trained retrieval block (the frozen decoder is its own checkpoint) + a .json beside it.
+
+    `decoder_path` (the frozen decoder's checkpoint) is recorded relative to the saved file, so `load_retro`
+    finds it from any working directory."""
     import json
+    import os
 
     path = Path(path)
     tensors = {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
     meta = {"format": "longlab.RetroFitted", "config": model.config.to_dict(), "info": info}
+    if decoder_path is not None:
+        meta["decoder"] = os.path.relpath(Path(decoder_path).resolve(), path.resolve().parent)
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
     atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
     return path
 
 
 def load_retro(path, decoder_path=None):
-    """(RetroFitted in eval mode, info) from `save_retro` files + the frozen decoder checkpoint."""
+    """(RetroFitted in eval mode, info) from `save_retro` files + the frozen decoder checkpoint: `decoder_path`,
+    else the one recorded beside the block (relative to it), else DEFAULT_CHECKPOINT (relative to the cwd)."""
     import json
 
-    from ..models.train import load_checkpoint
-    from .retro_encoder import DEFAULT_CHECKPOINT
-    from .retro_model import RetroConfig, RetroFitted
+    from ...models.train import load_checkpoint
+    from .encoder import DEFAULT_CHECKPOINT
+    from .model import RetroConfig, RetroFitted
 
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())
     if meta.get("format") != "longlab.RetroFitted":
         raise ValueError(f"{path.with_suffix('.json')} is not a RetroFitted description")
-    decoder, _ = load_checkpoint(decoder_path or DEFAULT_CHECKPOINT)
+    if decoder_path is None:
+        decoder_path = path.parent / meta["decoder"] if "decoder" in meta else DEFAULT_CHECKPOINT
+    decoder, _ = load_checkpoint(decoder_path)
     model = RetroFitted(decoder, RetroConfig(**meta["config"]))
     try:
         state = load_file(str(path))

@@ -20,11 +20,11 @@ import math
 import torch
 from torch import nn
 
-from ..attention import attend
-from ..checks import positive_int
-from .base import LaneRead, MemoryLayer
+from ...attention import attend
+from ...checks import positive_int
+from ..base import LaneRead, MemoryLayer
+from ..lanes import Retrieval
 from .chunk_bank import ChunkBank, check_chunked
-from .lanes import Retrieval
 
 DEFAULT_CHUNK = 4  # csz, the paper's
 

@@ -17,7 +17,7 @@ adds M keys per lane to the same softmax, with gradients (the reference for cros
 Crossbatch training: forward(..., crossbatch=CrossbatchLayout) on a batch of 2b rows [previous windows;
 current windows]: current row i also sees, in its one softmax, the un-rotated keys of the previous windows of
 the lanes in layout.sources[i] (its own first: the positive; then d - 1 negatives), with gradients through both
-windows; memory is not used (as in the paper). See `longlab.memory.crossbatch`.
+windows; memory is not used (as in the paper). See `longlab.memory.focused.crossbatch`.
 
 `read_into_memory(model, tokens, keep_last)` feeds a long prompt into memory window by window and returns the
 last `keep_last` tokens, the local context from which `model.generate` continues.
@@ -28,9 +28,9 @@ import math
 
 import torch
 
-from ..attention import attend, merge
-from .base import LaneRead, MemoryLayer
-from .lanes import Retrieval, memory_layers
+from ...attention import attend, merge
+from ..base import LaneRead, MemoryLayer
+from ..lanes import Retrieval, memory_layers
 
 RECORD_K = 32  # entries recorded per query when the layer attends to all of memory (topk=None)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .lanes import memory_lanes
+from ..lanes import memory_lanes
 
 
 def probe_windows(tokens: torch.Tensor, context: int, windows: int) -> torch.Tensor:

@@ -18,9 +18,9 @@ import dataclasses
 
 from torch import nn
 
-from ..checks import int_at_least, positive_int
-from ..models.layers import Block
-from ..models.registry import attention_class
+from ...checks import int_at_least, positive_int
+from ...models.layers import Block
+from ...models.registry import attention_class
 
 
 def side_spans(n_backbone: int, reduction: int) -> list[tuple[int, int]]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from ..checks import positive_int
-from .store import KVMemory
+from ...checks import positive_int
+from ..store import KVMemory
 
 
 def check_chunked(name: str, length: int, chunk_size: int, fix: str) -> int:

@@ -3,7 +3,7 @@
 The frozen decoder runs as trained; after its last block a retrieval block is added, and only it learns:
 
     E_u = Encoder(neighbours of chunk u, conditioned on H_u)      bidirectional, cross-attends to H_u
-    x  <- x + CCA(norm(x), E)                                     chunked cross-attention (retro_cca.py)
+    x  <- x + CCA(norm(x), E)                                     chunked cross-attention (cca.py)
     x  <- x + MLP(norm(x))                                        only on tokens that read a neighbour
     logits = frozen head(frozen final norm(x))
 
@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention.rope import apply_rope, rope_tables
-from ..checks import int_at_least, positive_int
-from ..models.layers import MLP
-from .retro_cca import cca_positions, check_chunked, chunk_of_token, chunked_cross_attention
+from ...attention.rope import apply_rope, rope_tables
+from ...checks import int_at_least, positive_int
+from ...models.layers import MLP
+from .cca import cca_positions, check_chunked, chunk_of_token, chunked_cross_attention
 
 
 @dataclass
@@ -131,7 +131,7 @@ class ChunkedCrossAttention(nn.Module):
 def dense_decoder(model):
     """The frozen decoder as plain dense layers: a kNN-memory layer with an empty memory is exactly its local
     causal attention, so its q/k/v/out weights load into a dense layer (its gate and temperature are unused)."""
-    from ..models import TinyLM, TinyLMConfig
+    from ...models import TinyLM, TinyLMConfig
 
     config = TinyLMConfig.from_dict({**model.config.to_dict(), "attention": "dense"})
     dense = TinyLM(config)

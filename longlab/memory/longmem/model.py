@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..checks import int_at_least, positive_int
-from ..io import atomic_write
+from ...checks import int_at_least, positive_int
+from ...io import atomic_write
 from .sidenet import SideNet
 
 STATELESS_KINDS = ("dense", "sliding", "dilated", "linear", "pooled")  # backbone kinds kept as they are
@@ -62,7 +62,7 @@ def frozen_backbone(model):
     """A frozen copy of TinyLM `model` without memory: Memorizing layers become dense (with an empty memory a
     Memorizing layer IS its local causal attention, same q/k/v/out weights), stateless kinds stay. Every parameter
     has requires_grad False and the copy is in eval mode."""
-    from ..models import TinyLM, TinyLMConfig
+    from ...models import TinyLM, TinyLMConfig
 
     kinds = []
     for i, kind in enumerate(model.config.attention):
@@ -185,7 +185,7 @@ def save_longmem(model: LongMem, path, backbone_path, info: dict | None = None) 
 def load_longmem(path, backbone_path=None) -> tuple[LongMem, dict]:
     """Rebuild a LongMem from `path` + its .json; the backbone from `backbone_path` or the recorded reference
     (its sha256 must match). Raises ValueError for a backbone of another shape. Returns (model in eval, meta)."""
-    from ..models.train import load_checkpoint
+    from ...models.train import load_checkpoint
 
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())

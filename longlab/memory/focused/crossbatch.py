@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checks import positive_int
+from ...checks import positive_int
 
 
 @dataclass

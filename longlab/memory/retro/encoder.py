@@ -18,9 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checks import int_at_least, positive_int
+from ...checks import int_at_least, positive_int
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "data" / "checkpoints" / "tiny_memorizing.safetensors"
+# Relative to the working directory (run from the repository root), like every default path in longlab: the
+# library never reads or writes inside its own install. Elsewhere pass the checkpoint explicitly.
+DEFAULT_CHECKPOINT = Path("data") / "checkpoints" / "tiny_memorizing.safetensors"
 
 
 def weights_digest(model) -> str:
@@ -52,7 +54,7 @@ class ChunkEncoder:
 
     @classmethod
     def from_checkpoint(cls, path=None, layers: int = 0) -> ChunkEncoder:
-        from ..models.train import load_checkpoint
+        from ...models.train import load_checkpoint
 
         path = Path(path or DEFAULT_CHECKPOINT)
         model, _ = load_checkpoint(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..checks import positive_int
+from ...checks import positive_int
 
 SKIP_FOLDERS = ("site-packages", "__pycache__")
 

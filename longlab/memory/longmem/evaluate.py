@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from ..models.train import load_checkpoint
-from .memory_eval import loss_vs_memory_docs
+from ...models.train import load_checkpoint
+from ..memory_eval import loss_vs_memory_docs
 
 
 @torch.no_grad()

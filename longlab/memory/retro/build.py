@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..checks import positive_int
-from .retro_chunks import ChunkEntries, chunk_document, count_chunks, stdlib_python_files
-from .retro_shards import read_manifest, read_shard, shard_name, write_manifest, write_shard
+from ...checks import positive_int
+from .chunks import ChunkEntries, chunk_document, count_chunks, stdlib_python_files
+from .shards import read_manifest, read_shard, shard_name, write_manifest, write_shard
 
 
 def plan_shards(sizes: list[int], chunk_size: int, shard_chunks: int) -> list[tuple[int, int]]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..models.train import DocumentStreams, TrainConfig, TrainResult, evaluate, seed_everything
+from ...models.train import DocumentStreams, TrainConfig, TrainResult, evaluate, seed_everything
 
 
 def train_streams(model, parameters: list, train_docs: list, val_docs: list, config: TrainConfig,

@@ -9,7 +9,7 @@ so tokens 0..m-2 attend to nothing (they keep the residual: output 0 here) and t
 i = (u + 1) m - 1, is the first to read chunk u's neighbours: a token only ever uses neighbours retrieved
 with tokens at or before it. Implementation: drop the first m - 1 queries, pad m - 1 at the end, and the
 queries fall into L groups of m, group u attending to E_u (one small dense attention per chunk).
-This function adds no positions; `ChunkedCrossAttention` (retro_model.py) rotates q and k once, with
+This function adds no positions; `ChunkedCrossAttention` (model.py) rotates q and k once, with
 `cca_positions`. No learned null key: a valid neighbour always has >= m visible bytes.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ..checks import positive_int
+from ...checks import positive_int
 
 
 def chunk_of_token(n: int, chunk_size: int, device=None) -> torch.Tensor:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checks import positive_int
+from ...checks import positive_int
+from ..lanes import memory_lanes
 from .crossbatch import CrossbatchBatch, make_layout
-from .focused import read_into_memory
-from .lanes import memory_lanes
+from .layer import read_into_memory
 
 PAD = " "
 IGNORE = -100  # cross-entropy ignore_index: bytes that are not answers
@@ -170,7 +170,7 @@ def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: floa
     from the own one by content (a negative would be a second, equally valid pass key). With probability
     `local_share` the current window repeats the key line before the question (a lookup inside the window: the
     same circuit, learnt first)."""
-    from ..tasks.passkey import FILLER, KEY_LINE, QUESTION
+    from ...tasks.passkey import FILLER, KEY_LINE, QUESTION
 
     prev, prev_y, curr, curr_y = [], [], [], []
     filler = FILLER * (2 * window // len(FILLER) + 2)
@@ -208,7 +208,7 @@ def passkey_trial(model, example, memory: bool) -> tuple[bool, torch.Tensor | No
     """Ask one `longlab.tasks.passkey` example. memory: the prompt read into memory, only the question kept
     local; else the model sees the prompt's last window only. Returns (correct, attention mass on the key line
     per memory-layer head (H,) at the question's last byte, or None without memory)."""
-    from ..tasks.passkey import KEY_LINE, QUESTION, score_passkey
+    from ...tasks.passkey import KEY_LINE, QUESTION, score_passkey
 
     _check_question(example.prompt, QUESTION.strip())
     device = next(model.parameters()).device

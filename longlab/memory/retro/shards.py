@@ -14,8 +14,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..io import atomic_write
-from .retro_chunks import ChunkEntries
+from ...io import atomic_write
+from .chunks import ChunkEntries
 
 SHARD_FORMAT = "longlab.RetroShard"
 MANIFEST_FORMAT = "longlab.RetroDatabase"
@@ -39,7 +39,7 @@ def read_shard(path, identity: dict | None = None, chunk_size: int | None = None
                doc_range: tuple[int, int] | None = None) -> tuple[torch.Tensor, ChunkEntries]:
     """(keys (n, d), entries) of one shard; ValueError naming the file when it is corrupt, partial, or was
     built with another encoder / chunk size / document range than asked for."""
-    from .retro_encoder import check_same_encoder
+    from .encoder import check_same_encoder
 
     path = Path(path)
     if not path.exists():

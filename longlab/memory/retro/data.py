@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..checks import positive_int
-from ..io import atomic_write
-from .retro_cca import check_chunked
+from ...checks import positive_int
+from ...io import atomic_write
+from .cca import check_chunked
 
 
 @dataclass
@@ -61,7 +61,7 @@ class RetroWindows:
 
     def batch(self, index, k: int):
         """x, y (b, N), neighbours (b, L, k, 2m), lengths (b, L, k) for window rows `index`, first k neighbours."""
-        from .retro_model import check_neighbour_count
+        from .model import check_neighbour_count
 
         check_neighbour_count(k, self.max_k)
         t = self.tokens[index]

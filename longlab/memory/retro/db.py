@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from ..checks import positive_int
-from .retro_chunks import ChunkEntries
-from .retro_encoder import check_same_encoder
-from .retro_shards import read_manifest, read_shard
-from .store import KVMemory
+from ...checks import positive_int
+from ..store import KVMemory
+from .chunks import ChunkEntries
+from .encoder import check_same_encoder
+from .shards import read_manifest, read_shard
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Focused Transformer (LongLLaMA): the one-softmax memory layer, crossbatch training, its tasks."""

@@ -1,0 +1,1 @@
+"""LongMem: frozen backbone, SideNet with cross-network residuals, chunked memory bank."""

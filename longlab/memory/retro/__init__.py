@@ -1,0 +1,1 @@
+"""RETRO: chunk database over the standard library, chunked cross-attention, RETRO-fitting."""
