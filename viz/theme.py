@@ -43,6 +43,11 @@ METHOD_COLORS = {
     "ulysses": "#009e73",
     "ring": "#cc79a7",
     "zigzag": "#9c36b5",
+    "linear": "#868e96",
+    "rerope": "#2b8a3e",
+    "pooled": "#5c940d",
+    "floatlike": "#1864ab",
+    "paged": "#e64980",
 }
 
 FONT_FAMILY = "Inter, 'Helvetica Neue', Arial, sans-serif"

@@ -23,6 +23,7 @@ class Method:
     notebook: str | None = None  # fixed notebook (when the tour itself shows it)
 
 
+IDEAS = "08_ideas_lab.ipynb"  # related work and the seed's own ideas share one lab
 METHODS = (
     Method("dense", "Dense attention", "every token scores every token: exact, N^2 work and memory",
            "Vaswani et al. 2017", "https://arxiv.org/abs/1706.03762", notebook="00_tour.ipynb"),
@@ -47,6 +48,19 @@ METHODS = (
     Method("ring", "Sequence parallel: ring attention (zigzag)",
            "k/v blocks travel around a ring of devices, partial results merged by lse",
            "Liu et al. 2023", "https://arxiv.org/abs/2310.01889", ("sequence_parallel", "ring")),
+    Method("linear", "Linear attention",
+           "a feature map replaces softmax; running sums give O(N) work and a fixed decode state",
+           "Katharopoulos et al. 2020", "https://arxiv.org/abs/2006.16236", notebook=IDEAS),
+    Method("rerope", "ReRoPE (leaky ReRoPE)", "relative positions capped at a window w, so longer inputs look familiar",
+           "Su 2023", "https://kexue.fm/archives/9708", notebook=IDEAS),
+    Method("pooled", "Token pooling", "exact nearby keys plus mean-pooled blocks of far ones, in one softmax",
+           "Rae et al. 2019", "https://arxiv.org/abs/1911.05507", notebook=IDEAS),
+    Method("floatlike", "Float-like (log-spaced) sparsity",
+           "every key closer than 2^m, then 2^m keys per octave of distance: O(N 2^m log N) pairs",
+           "seed idea; cf. LogSparse, Li et al. 2019", "https://arxiv.org/abs/1907.00235", notebook=IDEAS),
+    Method("paged", "Paged KV cache with page selection",
+           "per-page key bounds pick the K pages worth reading at each decode step", "Quest, Tang et al. 2024",
+           "https://arxiv.org/abs/2406.10774", notebook=IDEAS),
 )
 
 
