@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import int_at_least
-from .layers import Block
+from .layers import DecoderBlock
 from .registry import attention_class, attention_kinds
 
 
@@ -94,7 +94,7 @@ class TinyLM(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.blocks = nn.ModuleList(
-            Block(config, i, attention_class(kind)) for i, kind in enumerate(config.attention)
+            DecoderBlock(config, i, attention_class(kind)) for i, kind in enumerate(config.attention)
         )
         self.norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)

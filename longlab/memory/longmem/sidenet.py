@@ -19,7 +19,7 @@ import dataclasses
 from torch import nn
 
 from ...checks import int_at_least, positive_int
-from ...models.layers import Block
+from ...models.layers import DecoderBlock
 from ...models.registry import attention_class
 
 
@@ -52,7 +52,7 @@ class SideNet(nn.Module):
         kinds = tuple("longmem" if i == memory_layer else "dense" for i in range(n_side))
         self.config = dataclasses.replace(cfg, n_layers=n_side, attention=kinds, memory_size=memory_size,
                                           memory_topk=topk, extra={**cfg.extra, "chunk_size": chunk_size})
-        self.blocks = nn.ModuleList(Block(self.config, i, attention_class(kind)) for i, kind in enumerate(kinds))
+        self.blocks = nn.ModuleList(DecoderBlock(self.config, i, attention_class(kind)) for i, kind in enumerate(kinds))
         for block, source in zip(self.blocks, self.init_from):
             missing, unexpected = block.load_state_dict(backbone.blocks[source].state_dict(), strict=False)
             if unexpected or any(not name.endswith("gate_bias") for name in missing):
