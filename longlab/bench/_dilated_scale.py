@@ -1,6 +1,6 @@
 """`longlab bench dilated --scale`: LongNet dilated attention from N = 4k to 1M tokens on this machine.
 
-Workload (issue "Scale on a laptop"): 8 heads, D = 64, float32, LongNet's geometric mix w_i = w0 * 2^i,
+Workload: 8 heads, D = 64, float32, LongNet's geometric mix w_i = w0 * 2^i,
 r_i = 2^i for every w_i <= N (w0 = 2048: 10 branches at N = 1,048,576, the last one w = N, so every token
 reaches every other within the layer). One row per (N, causal) forward (no autograd: the streamed merge),
 plus forward+backward rows at --backward-sizes (non-causal).

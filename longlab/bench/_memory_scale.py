@@ -1,6 +1,6 @@
 """`longlab bench memory --scale`: exact and approximate top-k over KVMemory from 16k to 16M keys.
 
-Workload (issue "Scale on a laptop"): one head, D = 64, float32 keys and values (standard normal, seeded),
+Workload: one head, D = 64, float32 keys and values (standard normal, seeded),
 1024 standard-normal queries, top-32. Per memory size, rows for:
   - `exact (KVMemory)`: `KVMemory.search(exact=True)`; `add_keys_per_s` = entries / seconds spent in `add`
     (batches of 2**20); `peak_mib` = tensors created by the search; `rss_gib` = the process's resident
