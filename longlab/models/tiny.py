@@ -86,6 +86,16 @@ class TinyLMConfig:
         return cls(**data)
 
 
+def check_tokens(idx, context: int) -> None:
+    """Refuse anything but an int64 (B, N) token tensor with N <= context (the model's window)."""
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
+        raise ValueError(f"idx must be an int64 tensor of shape (B, N), got "
+                         f"{getattr(idx, 'dtype', type(idx))} {tuple(getattr(idx, 'shape', ()))}")
+    if idx.shape[1] > context:
+        raise ValueError(f"sequence length {idx.shape[1]} exceeds config.context={context}; "
+                         f"split the text into windows")
+
+
 class TinyLM(nn.Module):
     """Byte-level decoder LM. forward(idx (B, N), targets=None) -> (logits (B, N, vocab), loss or None)."""
 
@@ -119,12 +129,7 @@ class TinyLM(nn.Module):
         Returns (logits, loss); loss is cross-entropy in nats, averaged (reduction="mean") or (B, N) ("none").
         With return_retrievals=True: (logits, loss, {block index: LayerReads}) from every memory layer.
         """
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"idx must be an int64 tensor of shape (B, N), got "
-                             f"{getattr(idx, 'dtype', type(idx))} {tuple(getattr(idx, 'shape', ()))}")
-        if idx.shape[1] > self.config.context:
-            raise ValueError(f"sequence length {idx.shape[1]} exceeds config.context={self.config.context}; "
-                             f"split the text into windows")
+        check_tokens(idx, self.config.context)
         positions = torch.arange(idx.shape[1], device=idx.device) if positions is None else positions
         want_reads = context.pop("return_retrievals", False)
         reads = {}

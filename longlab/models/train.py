@@ -49,6 +49,14 @@ class TrainResult:
     final_val_loss: float = float("nan")
 
 
+def scheduled_lr(config: TrainConfig, step: int) -> float:
+    """Learning rate at `step`: linear warm-up over config.warmup steps, then cosine decay to 0.1 x config.lr."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    frac = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -144,18 +152,12 @@ def train(model: TinyLM, train_docs: list[torch.Tensor], val_docs: list[torch.Te
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.95))
 
-    def lr_at(step):
-        if step < config.warmup:
-            return config.lr * (step + 1) / config.warmup
-        progress_frac = (step - config.warmup) / max(1, config.steps - config.warmup)
-        return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_frac)))
-
     result, start_time, recent = TrainResult(), time.perf_counter(), []
     model.train()
     bar = tqdm(range(config.steps), desc="train TinyLM", unit="step", disable=not progress)
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = scheduled_lr(config, step)
         if batches is not None:
             loss = crossbatch_loss(model, batches.batch(step))
         elif streams is None:

@@ -28,6 +28,7 @@ from torch import nn
 
 from ...checks import int_at_least, positive_int
 from ...io import atomic_write
+from ...models.tiny import check_tokens
 from .sidenet import SideNet
 
 STATELESS_KINDS = ("dense", "sliding", "dilated", "linear", "pooled")  # backbone kinds kept as they are
@@ -128,12 +129,7 @@ class LongMem(nn.Module):
 
     def forward(self, idx, targets=None, positions=None, reduction: str = "mean", doc_start=None,
                 write_memory: bool = True, return_retrievals: bool = False):
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
-            raise ValueError(f"idx must be an int64 tensor of shape (B, N), got "
-                             f"{getattr(idx, 'dtype', type(idx))} {tuple(getattr(idx, 'shape', ()))}")
-        if idx.shape[1] > self.config.context:
-            raise ValueError(f"sequence length {idx.shape[1]} exceeds the backbone context {self.config.context}; "
-                             f"split the text into windows")
+        check_tokens(idx, self.config.context)
         positions = torch.arange(idx.shape[1], device=idx.device) if positions is None else positions
         hidden, memory_kv = self.backbone_states(idx, positions)
         context = {"doc_start": doc_start, "write_memory": write_memory, "memory_kv": memory_kv,

@@ -8,14 +8,13 @@ evaluation, and its numbers go into that history entry (e.g. the drift of cached
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
 
-from ...models.train import DocumentStreams, TrainConfig, TrainResult, evaluate, seed_everything
+from ...models.train import DocumentStreams, TrainConfig, TrainResult, evaluate, scheduled_lr, seed_everything
 
 
 def train_streams(model, parameters: list, train_docs: list, val_docs: list, config: TrainConfig,
@@ -30,12 +29,6 @@ def train_streams(model, parameters: list, train_docs: list, val_docs: list, con
     streams = DocumentStreams(train_docs, config.batch_size, model.config.context, config.seed)
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
 
-    def lr_at(step):
-        if step < config.warmup:
-            return config.lr * (step + 1) / config.warmup
-        frac = (step - config.warmup) / max(1, config.steps - config.warmup)
-        return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-
     result, start, recent = TrainResult(), time.perf_counter(), []
     if probe is not None:
         result.history.append({"step": 0, "elapsed_s": 0.0, **probe(model)})
@@ -44,7 +37,7 @@ def train_streams(model, parameters: list, train_docs: list, val_docs: list, con
     step = -1
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = scheduled_lr(config, step)
         x, y, starts = next(streams)
         _, loss = model(x, y, doc_start=starts)
         optimizer.zero_grad(set_to_none=True)
