@@ -39,10 +39,10 @@ def crossbatch_layout_figure(layout: CrossbatchLayout) -> go.Figure:
         hovertemplate="current window of %{y} sees previous window of %{x} (document %{customdata}): "
                       "%{text}<extra></extra>"))
     fig.update_layout(
-        title=f"Crossbatch, {b} lanes, d = {layout.d}: each lane's queries see its own previous window (dark, the "
-              f"positive) and {layout.d - 1} other lanes' (light, negatives)",
+        title=f"Crossbatch, {b} lanes, d = {layout.d}: each lane's queries see its own previous window<br>"
+              f"(dark, the positive) and {layout.d - 1} other lanes' (light, negatives)",
         xaxis_title="keys of the previous window of lane j", yaxis_title="queries of the current window of lane i",
-        yaxis_autorange="reversed", height=200 + 30 * b)
+        yaxis_autorange="reversed", height=220 + 30 * b, margin=dict(t=90))
     return fig
 
 
