@@ -98,7 +98,7 @@ def comparison_figure(rows: list[dict], metric: str, unit: str, title: str) -> g
                            marker_color=[method_color("focused" if "oc" in n.lower() else "memorizing")
                                          for n in names]))
     fig.update_layout(title=title, xaxis_title="layer", yaxis_title=axis_label(metric.replace("_", " "), unit),
-                      showlegend=False)
+                      yaxis_rangemode="tozero", showlegend=False)  # all-zero bars would otherwise sit mid-axis
     return fig
 
 
@@ -131,5 +131,5 @@ def head_mass_figure(mass: torch.Tensor, title: str) -> go.Figure:
                            text=[f"{m:.3f}" for m in mass.tolist()], textposition="outside",
                            marker_color=method_color("focused")))
     fig.update_layout(title=title, xaxis_title="memory-layer head", yaxis=dict(range=[0, 1.05],
-                      title=axis_label("attention mass", "fraction of the one softmax")), showlegend=False)
+                      title=axis_label("attention mass", "fraction")), showlegend=False)
     return fig
