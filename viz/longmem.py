@@ -179,9 +179,11 @@ def staleness_figure(staleness: dict) -> go.Figure:
         rows = staleness[key]["history"]
         fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r["drift"] for r in rows], name=name,
                                  mode="lines+markers", line=dict(color=color)))
-    return fig.update_layout(title="staleness: how far cached keys are from what the current weights would write",
+    return fig.update_layout(title="staleness: how far cached keys are from what the current weights would write"
+                                   "<br>drift = mean over cached keys of 1 − cos(k_cached, k_now)",
+                             margin=dict(t=90),
                              xaxis_title=axis_label("training step", "updates"),
-                             yaxis_title=axis_label("mean 1 − cos(k_cached, k_now)", "unitless"),
+                             yaxis_title=axis_label("key drift 1 − cos", "unitless"),
                              legend=dict(orientation="h", y=-0.25))
 
 

@@ -30,10 +30,10 @@ def causal_shift_figure(n: int = 32, m: int = 4) -> go.Figure:
         hovertemplate="token %{x}, %{y}: %{text}<extra></extra>"))
     silent = int((u < 0).sum())
     fig.update_layout(
-        title=f"Chunked cross-attention, m = {m}: token i reads the neighbours of chunk floor((i+1)/m) - 1 "
-              f"(dark); tokens 0..{silent - 1} read none",
+        title=f"Chunked cross-attention, m = {m}: token i reads the neighbours of chunk floor((i+1)/m) - 1 (dark)"
+              f"<br>light: the chunk a token belongs to; tokens 0..{silent - 1} read none",
         xaxis_title=axis_label("token position i", "bytes"), yaxis_title="neighbours of chunk u",
-        yaxis_autorange="reversed", height=160 + 28 * chunks)
+        yaxis_autorange="reversed", height=180 + 28 * chunks, margin=dict(t=90))
     return fig
 
 
