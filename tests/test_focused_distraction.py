@@ -97,3 +97,37 @@ def test_current_window_loss_reaches_previous_windows_only_through_crossbatch(d)
     assert seen.abs().amax() > 1e-4 and blind.abs().amax() == 0.0
     lanes_reached = (seen.abs().sum((1, 2)) > 0).sum()
     assert lanes_reached == 4  # every lane's previous window is some current lane's positive
+
+
+@pytest.mark.slow
+def test_distraction_diagnosis_record_and_recheck():
+    """The committed models' r_8 ~ 1/8 comes from their weights: even a copy of the current window as the
+    positive gets no extra mass (the hand-built matcher above gives 0.98), and the positive is worth almost nothing
+    to their LM loss, so training has no reason to prefer it. Record re-checked at CI size on other windows."""
+    import json
+    import sys
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data" / "focused"
+    rec = json.loads((data / "distraction_diagnosis.json").read_text())
+    sys.path.insert(0, str(data))
+    try:
+        from diagnose_distraction import content_matching_ceiling, diagnose
+        from make_distraction import CHECKPOINTS, held_out_documents
+    finally:
+        sys.path.remove(str(data))
+    from longlab.models import load_checkpoint
+
+    models = rec["models"]
+    for row in models.values():
+        assert abs(row["r_8"] - 1 / 8) < 0.01 and row["r_8_previous_window_is_a_copy_of_the_current"] < 0.15
+        assert abs(row["positive_gain_nats"]) < 0.01
+    assert models["trained_d8"]["mass_on_previous_windows"] < models["trained_d1"]["mass_on_previous_windows"] - 0.05
+    assert 0.2 < max(rec["content_matching_ceiling"]["r_8_by_ngram"].values()) < 0.35
+    batch = CrossbatchBatches(held_out_documents(rec["window"]), 8, rec["window"], "8", seed=2).batch()
+    for name, d in (("trained_d1", 1), ("trained_d8", 8)):
+        live = diagnose(load_checkpoint(CHECKPOINTS[d])[0], batch)
+        for key, margin in (("r_8", 0.02), ("r_8_previous_window_is_a_copy_of_the_current", 0.03),
+                            ("mass_on_previous_windows", 0.08), ("positive_gain_nats", 0.02)):
+            assert abs(live[key] - models[name][key]) < margin, (name, key, live[key], models[name][key])
+    assert abs(content_matching_ceiling(batch, 3, 12.0) - rec["content_matching_ceiling"]["r_8_by_ngram"]["3"]) < 0.08
