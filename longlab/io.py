@@ -31,3 +31,10 @@ def atomic_write(path, writer: Callable[[str], object]) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def write_json(path, obj, indent: int = 1) -> Path:
+    """Write `obj` as JSON to `path` atomically (a crash never leaves a half-written record). Returns `path`."""
+    import json
+
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=indent) + "\n"))

@@ -23,15 +23,14 @@ first and the last command; the d = 1 branch and the memorizing run were stopped
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import random
 import time
 from pathlib import Path
 
 import torch
+from common import FOCUSED_DROPS, fine_tune, load_base_weights, warmup_cosine
 
-from longlab.io import atomic_write
+from longlab.io import write_json
 from longlab.memory.focused.crossbatch import DSchedule, crossbatch_loss
 from longlab.memory.focused.tasks import IGNORE, dictionary_accuracy, lookup_batch, make_window_dictionary
 from longlab.memory.lanes import memory_lanes
@@ -53,13 +52,7 @@ def make_model(layer: str, memory_size: int = 4096, init: bool = True) -> TinyLM
     pretrained models); a Focused layer takes the kNN layer's q/k/v/out weights, a Memorizing layer all of it."""
     model = TinyLM(TinyLMConfig(context=WINDOW, d_model=128, n_layers=3, n_heads=4,
                                 attention=("dense", layer, "dense"), memory_size=memory_size, memory_topk=32))
-    if init:
-        base, _ = load_checkpoint(BASE)
-        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-        allowed = {"blocks.1.attn.gate_bias", "blocks.1.attn.log_tau"} if layer == "focused" else set()
-        if missing or set(unexpected) - allowed:
-            raise RuntimeError(f"weight transfer mismatch: {missing} {unexpected}")
-    return model
+    return load_base_weights(model, FOCUSED_DROPS if layer == "focused" else set()) if init else model
 
 
 def step_loss(model, layer: str, batch):
@@ -80,37 +73,30 @@ def train_variant(layer: str, steps: int, lanes: int, lr: float, schedule: str, 
     rng = random.Random(seed)
     d_of = DSchedule(schedule)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
-    start, cpu_start, history, recent, first_step = time.perf_counter(), time.process_time(), [], [], 0
+    first_step, history = 0, []
     if resume:  # a branch point written by --save-at: weights, optimizer and data stream exactly as they were
         state = torch.load(resume, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         rng.setstate(state["rng"])
         first_step, history = state["step"], state["history"]
-    for step in range(first_step, steps):
+
+    def save_branch_point(step, optimizer, history):
         if save_at is not None and step == save_at:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(),
                         "step": step, "history": history}, f"/tmp/{layer}_dictionary_step{step}.pt")
-        for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+
+    def step_loss_at(step):
         d = d_of(step) if layer == "focused" else 1
-        loss = step_loss(model, layer, lookup_batch(lanes, WINDOW, d, rng, local_defs=local_defs))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        recent = (recent + [loss.item()])[-25:]
-        if (step + 1) % 50 == 0 or step == steps - 1:
-            history.append({"step": step + 1, "d": d, "value_loss": sum(recent) / len(recent),
-                            "elapsed_s": time.perf_counter() - start})
-            print(f"{layer} step {step + 1} d={d}: value loss {history[-1]['value_loss']:.4f} "
-                  f"({history[-1]['elapsed_s']:.0f} s)", flush=True)
+        return step_loss(model, layer, lookup_batch(lanes, WINDOW, d, rng, local_defs=local_defs)), {"d": d}
+
+    timing = fine_tune(model, step_loss_at, steps, lr, schedule=warmup_cosine(lr, 50, steps), label=layer,
+                       metric="value_loss", optimizer=optimizer, first_step=first_step, history=history,
+                       before_step=save_branch_point)
     info = {"layer": layer, "steps": steps, "lanes": lanes, "lr": lr, "local_defs": local_defs,
             "schedule": schedule if layer == "focused"
             else "memory of the previous window (d = 1)", "seed": seed, "window": WINDOW,
-            "threads": torch.get_num_threads(), "elapsed_s": time.perf_counter() - start,
-            "cpu_s": time.process_time() - cpu_start, "history": history,
-            "init": "data/checkpoints/tiny_memorizing.safetensors" if init else "random"}
+            **timing, "init": "data/checkpoints/tiny_memorizing.safetensors" if init else "random"}
     print(f"wrote {save_checkpoint(model, out or CHECKPOINTS[layer], info)}")
 
 
@@ -171,14 +157,14 @@ def measure(questions: int, sweep: list[int], seed: int) -> dict:
             row["lookup_r_d"] = lookup_distraction(model, seed=seed)
             print(f"lookup r_d (d = 8 phase): {row['lookup_r_d']}", flush=True)
         result["models"][layer] = row
-        atomic_write(RESULT, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+        write_json(RESULT, result)
     if PLAIN.exists():
         model, info = load_checkpoint(PLAIN)
         result["models"]["focused_plain"] = {"train": info, "lookup_r_d": lookup_distraction(model, seed=seed),
                                              "accuracy": {f"{w}L_memory": accuracy(model, w, questions, True,
                                                                                    seed + w) for w in (16, 64)}}
         print(f"plain branch: {result['models']['focused_plain']}", flush=True)
-        atomic_write(RESULT, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+        write_json(RESULT, result)
     print(f"wrote {RESULT}")
     return result
 

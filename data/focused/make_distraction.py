@@ -20,20 +20,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import time
 from pathlib import Path
 
 import torch
+from common import BASE, fine_tune, load_base_weights
 
-from longlab.io import atomic_write
+from longlab.io import write_json
 from longlab.memory.focused.crossbatch import CrossbatchBatches, crossbatch_loss, measure_distraction
 from longlab.models import TinyLM, load_checkpoint, save_checkpoint
 from longlab.tasks import load_source_documents, split_source_documents
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-BASE = ROOT / "data" / "checkpoints" / "tiny_memorizing.safetensors"
 CHECKPOINTS = {1: ROOT / "data" / "checkpoints" / "focused_plain.safetensors",
                8: ROOT / "data" / "checkpoints" / "focused_crossbatch.safetensors"}
 RESULT = HERE / "distraction.json"
@@ -42,12 +40,7 @@ D_VALUES = (1, 2, 4, 8, 16)
 
 def focused_from_base() -> TinyLM:
     base, _ = load_checkpoint(BASE)
-    config = dataclasses.replace(base.config, attention=("dense", "focused", "dense"))
-    model = TinyLM(config)
-    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-    if missing or set(unexpected) != {"blocks.1.attn.gate_bias", "blocks.1.attn.log_tau"}:
-        raise RuntimeError(f"memorizing -> focused weight transfer mismatch: {missing} {unexpected}")
-    return model
+    return load_base_weights(TinyLM(dataclasses.replace(base.config, attention=("dense", "focused", "dense"))))
 
 
 def held_out_documents(window: int) -> list[torch.Tensor]:
@@ -63,23 +56,9 @@ def train_variant(d: int, steps: int, window: int, lanes: int, lr: float, seed: 
     model = focused_from_base().train()
     train_docs, _ = split_source_documents()
     batches = CrossbatchBatches([doc.tokens() for doc in train_docs], lanes, window, str(d), seed=seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
-    start, cpu_start, history, recent = time.perf_counter(), time.process_time(), [], []
-    for step in range(steps):
-        loss = crossbatch_loss(model, batches.batch(step))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        recent = (recent + [loss.item()])[-25:]
-        if (step + 1) % 25 == 0 or step == steps - 1:
-            history.append({"step": step + 1, "train_loss": sum(recent) / len(recent),
-                            "elapsed_s": time.perf_counter() - start})
-            print(f"d={d} step {step + 1}: loss {history[-1]['train_loss']:.4f} ({history[-1]['elapsed_s']:.0f} s)",
-                  flush=True)
-    info = {"crossbatch_d": d, "steps": steps, "window": window, "lanes": lanes, "lr": lr, "seed": seed,
-            "threads": torch.get_num_threads(), "elapsed_s": time.perf_counter() - start,
-            "cpu_s": time.process_time() - cpu_start, "history": history,
+    timing = fine_tune(model, lambda step: (crossbatch_loss(model, batches.batch(step)), {}), steps, lr,
+                       log_every=25, label=f"d={d}", metric="train_loss")
+    info = {"crossbatch_d": d, "steps": steps, "window": window, "lanes": lanes, "lr": lr, "seed": seed, **timing,
             "init": "data/checkpoints/tiny_memorizing.safetensors (middle layer -> focused)"}
     print(f"wrote {save_checkpoint(model, CHECKPOINTS[d], info)}")
 
@@ -106,7 +85,7 @@ def measure(window: int, lanes: int, batches: int, seed: int) -> dict:
         "falls_like_1_over_d_without_negatives": all(abs(rows["trained_d1"]["r_d"][str(d)] - 1 / d) < 0.25 / d
                                                      for d in D_VALUES),
     }
-    atomic_write(RESULT, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    write_json(RESULT, result)
     print(f"r_8: crossbatch {cross:.3f} vs plain {plain:.3f} ({cross / plain:.2f}x); wrote {RESULT}")
     return result
 

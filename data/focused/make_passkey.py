@@ -14,15 +14,14 @@ line is no distractor that content could reject).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import random
 import time
 from pathlib import Path
 
 import torch
+from common import fine_tune, load_base_weights, warmup_cosine
 
-from longlab.io import atomic_write
+from longlab.io import write_json
 from longlab.memory.focused.crossbatch import crossbatch_loss
 from longlab.memory.focused.tasks import passkey_batch, passkey_trial
 from longlab.models import TinyLM, TinyLMConfig, load_checkpoint, save_checkpoint
@@ -30,47 +29,26 @@ from longlab.tasks import make_passkeys
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-BASE = ROOT / "data" / "checkpoints" / "tiny_memorizing.safetensors"
 CHECKPOINT = ROOT / "data" / "checkpoints" / "focused_passkey.safetensors"
 RESULT = HERE / "passkey.json"
 WINDOW = 128
 
 
 def make_model() -> TinyLM:
-    model = TinyLM(TinyLMConfig(context=WINDOW, d_model=128, n_layers=3, n_heads=4,
-                                attention=("dense", "focused", "dense"), memory_size=16384, memory_topk=32))
-    base, _ = load_checkpoint(BASE)
-    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-    if missing or set(unexpected) != {"blocks.1.attn.gate_bias", "blocks.1.attn.log_tau"}:
-        raise RuntimeError(f"weight transfer mismatch: {missing} {unexpected}")
-    return model
+    return load_base_weights(TinyLM(TinyLMConfig(context=WINDOW, d_model=128, n_layers=3, n_heads=4,
+                                                 attention=("dense", "focused", "dense"), memory_size=16384,
+                                                 memory_topk=32)))
 
 
 def train(steps: int, lanes: int, lr: float, seed: int, local_share: float) -> None:
     torch.manual_seed(seed)
     model = make_model().train()
     rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
-    start, cpu_start, history, recent = time.perf_counter(), time.process_time(), [], []
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / 30) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        loss = crossbatch_loss(model, passkey_batch(lanes, WINDOW, rng, local_share=local_share))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        recent = (recent + [loss.item()])[-25:]
-        if (step + 1) % 50 == 0 or step == steps - 1:
-            history.append({"step": step + 1, "digit_loss": sum(recent) / len(recent),
-                            "elapsed_s": time.perf_counter() - start})
-            print(f"step {step + 1}: digit loss {history[-1]['digit_loss']:.4f} ({history[-1]['elapsed_s']:.0f} s)",
-                  flush=True)
+    timing = fine_tune(model, lambda step: (crossbatch_loss(model, passkey_batch(lanes, WINDOW, rng,
+                                                                                 local_share=local_share)), {}),
+                       steps, lr, schedule=warmup_cosine(lr, 30, steps), label="passkey", metric="digit_loss")
     info = {"steps": steps, "lanes": lanes, "lr": lr, "crossbatch_d": 1, "local_share": local_share, "seed": seed,
-            "window": WINDOW,
-            "threads": torch.get_num_threads(), "elapsed_s": time.perf_counter() - start,
-            "cpu_s": time.process_time() - cpu_start, "history": history,
-            "init": "data/checkpoints/tiny_memorizing.safetensors"}
+            "window": WINDOW, **timing, "init": "data/checkpoints/tiny_memorizing.safetensors"}
     print(f"wrote {save_checkpoint(model, CHECKPOINT, info)}")
 
 
@@ -95,7 +73,7 @@ def measure(multiples: list[int], count: int, seed: int) -> dict:
                        "aim >= 80% at 64 L", "command": "python data/focused/make_passkey.py train; ... measure",
               "window_L": WINDOW, "examples_per_length": count, "seed": seed, "curves": curves,
               "key_line_mass_per_head": masses, "train": info}
-    atomic_write(RESULT, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    write_json(RESULT, result)
     print(f"wrote {RESULT}")
     return result
 
