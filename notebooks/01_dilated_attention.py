@@ -90,7 +90,7 @@ from viz.dilated_explorer import (
     query_keys,
     runtime_figure,
 )
-from viz.scale import dilated_scale_figure, dilated_scale_summary
+from viz.scale import scale_record
 from viz.teaching import answer
 
 pattern = Dilated.geometric(W0, ALPHA, BRANCHES, causal=CAUSAL, offsets=OFFSETS)
@@ -301,13 +301,7 @@ if recorded.exists():
 # Each row records the machine's load average, so you can tell a quiet run from a loaded one.
 
 # %%
-scale_csv = Path(SCALE_CSV)
-if scale_csv.exists():
-    scale_rows = read_csv(scale_csv)
-    display(dilated_scale_figure(scale_rows, title=f"LongNet on a laptop ({scale_csv.name})"))
-    display(Markdown(dilated_scale_summary(scale_rows)))
-else:
-    display(Markdown(f"*No recorded scale run at {scale_csv}; run `longlab bench dilated --scale`.*"))
+display(*scale_record(SCALE_CSV, "dilated"))
 
 # %% [markdown]
 # ## What to remember

@@ -60,14 +60,12 @@ SCALE_CSV = "../data/bench/memory_scale_cpu.csv"  # committed `longlab bench mem
 THREADS = 1                  # a 0.6M-parameter model gains nothing from more threads on a shared CPU
 
 # %%
-from pathlib import Path
 
 import torch
 from IPython.display import Markdown, display
 
 from longlab.analysis.memory_gradient import memory_gradient_check
 from longlab.analysis.retrieval_text import byte_context, markdown_text, most_confident_query, retrieved_text_rows
-from longlab.bench.common import read_csv
 from longlab.memory import KVMemory
 from longlab.memory.memory_eval import MemorySweep, loss_vs_memory, loss_vs_memory_docs
 from longlab.memory.retrievals import record_retrievals
@@ -81,7 +79,7 @@ from viz.memory_explorer import (
     recall_figure,
     retrieval_explorer,
 )
-from viz.scale import memory_scale_figure, memory_scale_summary
+from viz.scale import scale_record
 from viz.teaching import answer
 from viz.tour import METHODS, find_notebook
 
@@ -241,13 +239,7 @@ except ImportError as err:
 # scanned (`nprobe`): each point of the right panel is one nprobe, further right = slower and more exact.
 
 # %%
-scale_csv = Path(SCALE_CSV)
-if scale_csv.exists():
-    scale_rows = read_csv(scale_csv)
-    display(memory_scale_figure(scale_rows, title=f"kNN memory at scale ({scale_csv.name})"))
-    display(Markdown(memory_scale_summary(scale_rows)))
-else:
-    display(Markdown(f"*No recorded scale run at {scale_csv}; run `longlab bench memory --scale`.*"))
+display(*scale_record(SCALE_CSV, "memory"))
 
 
 # %% [markdown]

@@ -10,21 +10,13 @@ from longlab.attention.patterns import Dense, Dilated, SlidingWindow
 pytest.importorskip("plotly")
 pytest.importorskip("ipywidgets")
 
+import viz.dilated_explorer as explorer  # noqa: E402
 from viz.allocation import allocation_explorer, path_length_figure, structural_figure  # noqa: E402
-from viz.dilated_explorer import (  # noqa: E402
-    dilated_explorer,
-    flops_figure,
-    head_grid,
-    markdown_table,
-    masking_vs_gathering,
-    query_keys,
-    runtime_figure,
-)
 
 
 def test_query_keys_marks_exactly_the_patterns_keys():
     pattern = Dilated.geometric(4, 2, 3)
-    fig = query_keys(pattern, 32, 4, 1, 12)
+    fig = explorer.query_keys(pattern, 32, 4, 1, 12)
     keys = pattern.keys_for(12, 1, 4, 32)
     for b, trace in enumerate(fig.data[:3]):
         assert list(trace.x) == keys[b].tolist()
@@ -33,20 +25,20 @@ def test_query_keys_marks_exactly_the_patterns_keys():
 
 def test_head_grid_and_flops_and_masking_figures():
     pattern = Dilated.geometric(4, 2, 3)
-    grid = head_grid(pattern, 16, 4)
+    grid = explorer.head_grid(pattern, 16, 4)
     assert len(grid.data) == 4
-    fig = flops_figure({"dense": Dense(), "dilated": pattern}, [64, 128], head_dim=8, heads=2)
+    fig = explorer.flops_figure({"dense": Dense(), "dilated": pattern}, [64, 128], head_dim=8, heads=2)
     assert list(fig.data[1].y) == [pattern.flops(64, 8, 2), pattern.flops(128, 8, 2)]
-    mask_fig = masking_vs_gathering(Dilated.geometric(8, 2, 3), 64, 4, 0, 8)
+    mask_fig = explorer.masking_vs_gathering(Dilated.geometric(8, 2, 3), 64, 4, 0, 8)
     heat = mask_fig.data[0]
     assert np.array_equal(np.asarray(heat.z), Dilated.geometric(8, 2, 3).block_occupancy(4, 64, 8)[0].numpy())
 
 
 def test_runtime_figure_and_table():
     rows = [{"N": 1024, "causal": False, "pass": "fwd", "dilated_s": 0.1, "sdpa_s": 0.4, "speedup": 4.0}]
-    fig = runtime_figure(rows)
+    fig = explorer.runtime_figure(rows)
     assert list(fig.data[0].y) == [0.4] and fig.data[1].text[0] == "4.0x"
-    assert "| 1024 | False | fwd |" in markdown_table(rows)
+    assert "| 1024 | False | fwd |" in explorer.markdown_table(rows)
 
 
 def test_structural_figure_plots_binned_counts():
@@ -61,10 +53,9 @@ def test_structural_figure_plots_binned_counts():
 
 
 def test_explorers_headless_and_interactive():
-    assert head_grid is not None
-    static = dilated_explorer(n=16, heads=2, flag=False)
+    static = explorer.dilated_explorer(n=16, heads=2, flag=False)
     assert "Dilated" in static.layout.title.text
-    live = dilated_explorer(n=16, heads=2, flag=True)
+    live = explorer.dilated_explorer(n=16, heads=2, flag=True)
     before = live.figure.layout.title.text
     live.controls["n"].value = 20
     assert live.figure.layout.title.text != before

@@ -140,3 +140,26 @@ def memory_scale_summary(rows) -> str:
                          f"{float(at[method]['peak_mib']) / 1024:.2f} GiB.")
     lines.append(f"- Timings: {load_note(rows)}; memory numbers do not depend on load.")
     return "\n".join(lines)
+
+
+_SCALE_VIEWS = {"dilated": (dilated_scale_figure, dilated_scale_summary, "LongNet on a laptop"),
+                "memory": (memory_scale_figure, memory_scale_summary, "kNN memory at scale")}
+
+
+def scale_record(csv_path, kind: str) -> list:
+    """What a notebook displays for a recorded `longlab bench <kind> --scale` run (kind 'dilated' or 'memory'):
+    [figure, Markdown summary], or one Markdown line saying how to record it when the CSV is absent."""
+    from pathlib import Path
+
+    from IPython.display import Markdown
+
+    from longlab.bench.common import read_csv
+
+    if kind not in _SCALE_VIEWS:
+        raise ValueError(f"kind={kind!r} is not a scale benchmark; use one of {sorted(_SCALE_VIEWS)}")
+    figure, summary, title = _SCALE_VIEWS[kind]
+    path = Path(csv_path)
+    if not path.exists():
+        return [Markdown(f"*No recorded scale run at {path}; run `longlab bench {kind} --scale`.*")]
+    rows = read_csv(path)
+    return [figure(rows, title=f"{title} ({path.name})"), Markdown(summary(rows))]

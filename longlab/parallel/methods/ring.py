@@ -32,16 +32,8 @@ def block_visibility(query_chunk: int, key_chunk: int, causal: bool) -> str:
     return "diagonal" if key_chunk == query_chunk else "none"
 
 
-def ring_attention(
-    group: Communicator,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    causal: bool = False,
-    scale: float | None = None,
-    sharding: str = "contiguous",
-    overlap: bool = True,
-) -> torch.Tensor:
+def ring_attention(group: Communicator, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                   scale: float | None = None, sharding: str = "contiguous", overlap: bool = True) -> torch.Tensor:
     """This rank's output of softmax(q k^T * scale) v over the whole sequence, by passing k/v around the ring.
 
     q (B, H, n, D), k/v (B, Hk, n, D/Dv): this rank's chunks in `sharding` order (see `sharding.split`; with

@@ -27,15 +27,8 @@ def check_ulysses(heads: int, seq_len: int, world_size: int, opts: dict | None =
         )
 
 
-def ulysses_attention(
-    group: Communicator,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    causal: bool = False,
-    scale: float | None = None,
-    seq_len: int | None = None,
-) -> torch.Tensor:
+def ulysses_attention(group: Communicator, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                      scale: float | None = None, seq_len: int | None = None) -> torch.Tensor:
     """This rank's output shard of softmax(q k^T * scale) v over the whole sequence (Vaswani et al. eq. 1).
 
     q (B, H, n_r, D), k/v (B, Hk, n_r, D/Dv): this rank's positions of the sequence, shards laid out by
@@ -86,15 +79,11 @@ def plan(world_size: int, w: Workload, opts: dict) -> list[CommStep]:
             for name, n in per_row.items()]
 
 
-def _attention(group, q, k, v, *, causal, scale, seq_len):
-    return ulysses_attention(group, q, k, v, causal=causal, scale=scale, seq_len=seq_len)
-
-
 SPEC = MethodSpec(
     name="ulysses",
     summary="DeepSpeed-Ulysses: all-to-all from sequence shards to head shards and back (P must divide H)",
     sharding="balanced",
     plan=plan,
-    attention=_attention,
+    attention=ulysses_attention,
     check=check_ulysses,
 )
