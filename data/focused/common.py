@@ -2,6 +2,7 @@
 model with a Focused (or Memorizing) middle layer, and one fine-tuning loop with its timing record."""
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from collections.abc import Callable
@@ -63,3 +64,19 @@ def fine_tune(model: TinyLM, step_loss: Callable[[int], tuple[torch.Tensor, dict
                   f"({history[-1]['elapsed_s']:.0f} s)", flush=True)
     return {"threads": torch.get_num_threads(), "elapsed_s": time.perf_counter() - start,
             "cpu_s": time.process_time() - cpu_start, "history": history}
+
+
+def claim_parser(doc: str) -> argparse.ArgumentParser:
+    """The claim scripts' command line: a stage (train or measure), then --threads and --seed; the script adds
+    its own options. `parse` applies --threads."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=("train", "measure"))
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args

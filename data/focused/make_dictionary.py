@@ -22,13 +22,12 @@ first and the last command; the d = 1 branch and the memorizing run were stopped
 """
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from pathlib import Path
 
 import torch
-from common import FOCUSED_DROPS, fine_tune, load_base_weights, warmup_cosine
+from common import FOCUSED_DROPS, claim_parser, fine_tune, load_base_weights, parse, warmup_cosine
 
 from longlab.io import write_json
 from longlab.memory.focused.crossbatch import DSchedule, crossbatch_loss
@@ -170,8 +169,7 @@ def measure(questions: int, sweep: list[int], seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("train", "measure"))
+    parser = claim_parser(__doc__)
     parser.add_argument("--layer", choices=sorted(CHECKPOINTS), default="focused")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lanes", type=int, default=16)
@@ -179,15 +177,12 @@ def main() -> None:
     parser.add_argument("--schedule", default="1:1000,8", help="crossbatch d schedule (focused)")
     parser.add_argument("--questions", type=int, default=20)
     parser.add_argument("--sweep", type=int, nargs="+", default=[1024, 16384, 262144, 1048576])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--from-scratch", action="store_true", help="random init instead of the source checkpoint")
     parser.add_argument("--save-at", type=int, default=None, help="also save the model as it is at this step")
     parser.add_argument("--resume", default=None, help="continue from a --save-at branch point (/tmp/*.pt)")
     parser.add_argument("--out", default=None, help="checkpoint path (default data/checkpoints/<layer>_dictionary)")
     parser.add_argument("--local-defs", type=int, default=2, help="definitions at the start of each current window")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(parser)
     if args.stage == "train":
         train_variant(args.layer, args.steps, args.lanes, args.lr, args.schedule, args.seed, not args.from_scratch,
                       args.local_defs, args.save_at, args.resume, args.out)

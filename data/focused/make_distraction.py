@@ -18,12 +18,11 @@ the training split, each a different document.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
 import torch
-from common import BASE, fine_tune, load_base_weights
+from common import BASE, claim_parser, fine_tune, load_base_weights, parse
 
 from longlab.io import write_json
 from longlab.memory.focused.crossbatch import CrossbatchBatches, crossbatch_loss, measure_distraction
@@ -91,8 +90,7 @@ def measure(window: int, lanes: int, batches: int, seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("train", "measure"))
+    parser = claim_parser(__doc__)
     parser.add_argument("--d", type=int, choices=sorted(CHECKPOINTS), default=8)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--window", type=int, default=128, help="tokens per window (training and measuring)")
@@ -100,10 +98,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--measure-lanes", type=int, default=16)
     parser.add_argument("--measure-batches", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(parser)
     if args.stage == "train":
         train_variant(args.d, args.steps, args.window, args.lanes, args.lr, args.seed)
     else:

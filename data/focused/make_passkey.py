@@ -13,13 +13,12 @@ line is no distractor that content could reject).
 """
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from pathlib import Path
 
 import torch
-from common import fine_tune, load_base_weights, warmup_cosine
+from common import claim_parser, fine_tune, load_base_weights, parse, warmup_cosine
 
 from longlab.io import write_json
 from longlab.memory.focused.crossbatch import crossbatch_loss
@@ -79,8 +78,7 @@ def measure(multiples: list[int], count: int, seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("train", "measure"))
+    parser = claim_parser(__doc__)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--lanes", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -88,10 +86,7 @@ def main() -> None:
                         help="share of current windows that repeat the key line before the question")
     parser.add_argument("--multiples", type=int, nargs="+", default=[1, 4, 16, 64, 128])
     parser.add_argument("--count", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(parser)
     if args.stage == "train":
         train(args.steps, args.lanes, args.lr, args.seed, args.local_share)
     else:
