@@ -53,6 +53,33 @@ def test_spans_tile_the_backbone_and_layers_start_as_copies():
     assert torch.allclose(model.side.memory.gate(), torch.full((2,), 0.5))  # both halves start equal
 
 
+def memory_queries(model, idx):
+    """The memory layer's pre-RoPE queries (B, H, N, D) for windows idx."""
+    seen = {}
+    hook = model.side.memory.register_forward_hook(lambda layer, args, out: seen.update(x=args[0]))
+    with torch.no_grad():
+        model(idx, write_memory=False)
+    hook.remove()
+    return model.side.memory.project(seen["x"])[0]
+
+
+def test_memory_queries_see_context_by_default():
+    """SideNet layer 0 reads H_0, the token embedding: were memory there, every occurrence of a byte would send one
+    and the same query, whatever precedes it. The default puts memory in the last SideNet layer, past context."""
+    idx = tokens(1, 16)
+    idx[0, 3] = idx[0, 11] = idx[0, 14] = 7  # one byte, three different contexts
+    default = LongMem(backbone(3), LongMemConfig(memory_size=64, topk=8)).double()
+    assert default.config.memory_layer == 1 == len(default.side.spans) - 1 and default.config.source_layer == 2
+    first = longmem(3, 2, memory_layer=0)
+    for model, context_free in ((first, True), (default, False)):
+        q = memory_queries(model, idx)[0]
+        gaps = [(q[:, i] - q[:, j]).abs().max().item() for i, j in ((3, 11), (3, 14), (11, 14))]
+        if context_free:
+            assert gaps == [0.0, 0.0, 0.0]
+        else:
+            assert min(gaps) > 1e-2 * q.abs().max().item(), gaps
+
+
 def test_backbone_frozen_memory_detached_and_read_before_write():
     model = longmem(double=False)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}

@@ -26,7 +26,9 @@ def register(parser) -> None:
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="TinyLM checkpoint (.safetensors + .json)")
     parser.add_argument("--memory", type=int, default=16384, help="memory tokens per lane while training")
     parser.add_argument("--reduction", type=int, default=2, help="r: backbone layers per SideNet layer")
-    parser.add_argument("--memory-layer", type=int, default=0, help="SideNet layer with memory attention")
+    parser.add_argument("--memory-layer", type=int, default=None,
+                        help="SideNet layer with memory attention (default: the last; layer 0 reads the token "
+                             "embedding, so its queries see only the current byte)")
     parser.add_argument("--source-layer", type=int, default=None,
                         help="backbone layer whose keys/values are cached (default: the one that layer copies)")
     parser.add_argument("--chunk", type=int, default=4, help="csz, tokens per memory chunk")

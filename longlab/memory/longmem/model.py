@@ -9,7 +9,7 @@ Why freeze: the keys in memory were written by the backbone's layer m; the backb
 a million tokens ago is exactly what layer m would write now (no staleness, see `longmem_staleness`). Memory is
 read before the window is written; one ChunkBank per batch lane, cleared at each lane's document start.
 
-    model = LongMem(backbone, LongMemConfig(reduction=2, memory_layer=0))
+    model = LongMem(backbone, LongMemConfig(reduction=2))   # memory in the SideNet's last layer
     logits, loss = model(idx, targets, doc_start=starts)       # as TinyLM; memory_lanes / loss_vs_memory work
 """
 from __future__ import annotations
@@ -37,12 +37,15 @@ FORMAT = "longlab.LongMem"
 
 @dataclass
 class LongMemConfig:
-    """reduction r (backbone layers per SideNet layer); memory_layer j (SideNet layer with memory); source_layer m
-    (backbone layer whose keys/values are cached; None = the layer SideNet layer j was copied from); chunk_size
-    csz; topk K retrieved tokens (multiple of csz); memory_size tokens per lane (multiple of csz)."""
+    """reduction r (backbone layers per SideNet layer); memory_layer j (SideNet layer with memory; None = the last);
+    source_layer m (backbone layer whose keys/values are cached; None = the layer SideNet layer j was copied from);
+    chunk_size csz; topk K retrieved tokens (multiple of csz); memory_size tokens per lane (multiple of csz).
+
+    Why not j = 0 by default: SideNet layer 0 reads H_0, the token embedding, so its memory queries are a function
+    of the current byte alone (every "e" sends the same query); it cannot look up the past by context."""
 
     reduction: int = 2
-    memory_layer: int = 0
+    memory_layer: int | None = None
     source_layer: int | None = None
     chunk_size: int = 4
     topk: int = 32
@@ -52,7 +55,8 @@ class LongMemConfig:
     def __post_init__(self):
         for name in ("reduction", "chunk_size", "topk"):
             positive_int(f"LongMemConfig.{name}", getattr(self, name))
-        int_at_least("LongMemConfig.memory_layer", self.memory_layer, 0)
+        if self.memory_layer is not None:
+            int_at_least("LongMemConfig.memory_layer", self.memory_layer, 0)
         int_at_least("LongMemConfig.memory_size", self.memory_size, 0, "tokens per lane")
 
     def to_dict(self) -> dict:
@@ -95,6 +99,7 @@ class LongMem(nn.Module):
         self.side = SideNet(self.backbone, config.reduction, config.memory_layer, config.memory_size, config.topk,
                             config.chunk_size)
         n = self.backbone.config.n_layers
+        config.memory_layer = self.side.memory_layer
         if config.source_layer is None:
             config.source_layer = self.side.init_from[config.memory_layer]
         if isinstance(config.source_layer, bool) or not isinstance(config.source_layer, int) \

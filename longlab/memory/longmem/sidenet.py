@@ -10,7 +10,8 @@ SideNet has S = ceil(L / r) layers. SideNet layer i covers the backbone span (lo
 Layer i starts as a copy of backbone layer hi_i - 1 (the last layer of its span; the paper copies the backbone
 layer of the same relative depth). The spans tile 0..L, so the residuals telescope: with every SideNet sublayer
 output zeroed, x_S = H_0 + sum_i (H_{hi_i} - H_{lo_i}) = H_L, the backbone's own final hidden state.
-One SideNet layer (`memory_layer`) is a `LongMemAttention` layer; the others are dense.
+One SideNet layer (`memory_layer`, by default the last) is a `LongMemAttention` layer; the others are dense. Not
+layer 0 by default: it reads H_0, the token embedding, so its memory queries would depend on the current token alone.
 """
 from __future__ import annotations
 
@@ -36,13 +37,14 @@ class SideNet(nn.Module):
     forward(hidden [H_0 .. H_L] each (B, N, d), positions (N,), memory_context: dict for the memory layer)
     -> x_S (B, N, d), or (x_S, LayerReads) when memory_context asks return_retrievals."""
 
-    def __init__(self, backbone, reduction: int = 2, memory_layer: int = 0, memory_size: int = 16384,
+    def __init__(self, backbone, reduction: int = 2, memory_layer: int | None = None, memory_size: int = 16384,
                  topk: int = 32, chunk_size: int = 4):
         super().__init__()
         cfg = backbone.config
         self.spans = side_spans(cfg.n_layers, reduction)
         self.reduction = reduction
         n_side = len(self.spans)
+        memory_layer = n_side - 1 if memory_layer is None else memory_layer  # layer 0's queries see one byte only
         if isinstance(memory_layer, bool) or not isinstance(memory_layer, int) or not 0 <= memory_layer < n_side:
             raise ValueError(f"memory_layer={memory_layer!r} is out of range: the SideNet has {n_side} layers "
                              f"(backbone {cfg.n_layers} layers / reduction {reduction}); pick 0..{n_side - 1}")
