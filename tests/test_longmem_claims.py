@@ -40,9 +40,9 @@ def test_recorded_claims_hold_and_follow_from_their_rows(claims):
         assert ev["mean_loss"][i] == pytest.approx(sum(r[f"memory {size}"] for r in ev["documents"]) / 14, abs=1e-12)
     assert ev["mean_backbone"] == pytest.approx(sum(r["backbone"] for r in ev["documents"]) / 14, abs=1e-12)
     assert ev["mean_loss"][0] < ev["mean_backbone"], "the SideNet (no memory) must beat the frozen backbone alone"
-    assert all(loss < ev["mean_loss"][0] for loss in ev["mean_loss"][1:]), "every memory size must beat no memory"
-    # Not claimed: 1k > 4k > 16k. After 200 SideNet steps the three lie within 0.001 nats/byte of each other and are
-    # not ordered (see data/longmem/README.md); notebook 05 computes and states the ordering.
+    losses = ev["mean_loss"]
+    assert all(a > b for a, b in zip(losses, losses[1:])), f"loss must fall as memory grows: {losses} for {sizes}"
+    assert claims["config"]["memory_layer"] > 0  # layer 0's memory queries would see only the current byte
     assert "longlab train-sidenet" in claims["command"]
 
 
