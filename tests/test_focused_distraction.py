@@ -22,15 +22,15 @@ N, D_MODEL, HEADS = 16, 64, 2
 ALPHABET = 4  # bytes per document: document j writes only bytes [4 j, 4 j + 4)
 
 
-def content_matcher(rope_base: float = 1e12, keep_fast_pairs: bool = False) -> TinyLM:
-    """One focused layer with W_q = W_k = 3 I: a query's score on a key is large exactly when both are the same
+def content_matcher(rope_base: float = 1e12, keep_fast_pairs: bool = False, scale: float = 3.0) -> TinyLM:
+    """One focused layer with W_q = W_k = scale I: a query's score on a key is large exactly when both are the same
     byte. The two fastest RoPE pairs of each head are dropped (unless keep_fast_pairs) so that the in-window
     rotation of the query barely moves it against the un-rotated previous-window keys."""
     torch.manual_seed(0)
     model = TinyLM(TinyLMConfig(context=N, d_model=D_MODEL, n_heads=HEADS, n_layers=1, attention="focused",
                                 rope_base=rope_base, memory_size=0)).double()
     head_dim = D_MODEL // HEADS
-    proj = 3.0 * torch.eye(D_MODEL, dtype=torch.float64)
+    proj = scale * torch.eye(D_MODEL, dtype=torch.float64)
     if not keep_fast_pairs:
         for h in range(HEADS):
             for pair in (0, 1):
@@ -71,6 +71,31 @@ def test_a_positive_from_another_document_is_seen_as_a_negative():
     own = batch.layout.sources == ((torch.arange(lanes) + 1) % lanes)[:, None]  # (b, d): slot now holding lane i's
     share = (shifted / shifted.sum(-1, keepdim=True)).permute(0, 3, 1, 2)  # own previous window, where it was drawn
     assert own.any() and float(share[own].mean()) > 0.95  # the mass followed the lane's own content
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_r_d_is_exact_when_the_mass_outside_the_window_is_below_float_range(d):
+    """Previous windows in bytes the current window never uses: the float32 layer's queries put shares of about
+    exp(-150) on them, below float32 range. r_d from the layer's log shares must still equal the float64 ratio
+    (r_1 exactly 1); from the shares themselves it collapses towards 0."""
+    docs = disjoint_documents(count=16)
+    batch = CrossbatchBatches(docs[:8], 8, N, str(d), seed=0).batch()
+    batch.prev = torch.stack([docs[8 + i][:N] for i in range(8)])  # bytes of 8 documents no lane reads
+    x, y = batch.inputs()
+    shares = {}
+    for dtype in (torch.float32, torch.float64):
+        model = content_matcher(scale=6.0).to(dtype)
+        _, _, reads = model(x, y, crossbatch=batch.layout, return_retrievals=True)
+        shares[dtype] = reads[0].extras
+    f32 = shares[torch.float32]
+    assert (f32["crossbatch_mass"].sum(-1) == 0).float().mean() > 0.5  # the shares did fall below float32 range
+    want = distraction_ratio(log_mass=shares[torch.float64]["crossbatch_log_mass"])
+    assert want == pytest.approx(distraction_ratio(shares[torch.float64]["crossbatch_mass"]), rel=1e-9)
+    assert distraction_ratio(log_mass=f32["crossbatch_log_mass"]) == pytest.approx(want, rel=1e-3)
+    if d == 1:
+        assert want == 1.0 and distraction_ratio(f32["crossbatch_mass"]) < 0.5
+    with pytest.raises(TypeError, match="exactly one"):
+        distraction_ratio(f32["crossbatch_mass"], log_mass=f32["crossbatch_log_mass"])
 
 
 @pytest.mark.parametrize("d", [1, 4])

@@ -161,16 +161,28 @@ class CrossbatchBatches:
 
 def crossbatch_loss(model, batch: CrossbatchBatch, return_retrievals: bool = False):
     """Mean LM loss over both windows of every lane, the model run on [prev; curr] with the batch's layout.
-    With return_retrievals: (loss, {block index: LayerReads}) (extras["crossbatch_mass"] (b, H, N, d))."""
+    With return_retrievals: (loss, {block index: LayerReads}) (extras["crossbatch_mass"] (b, H, N, d) and its log,
+    extras["crossbatch_log_mass"])."""
     x, y = batch.inputs()
     out = model(x, y, crossbatch=batch.layout, return_retrievals=return_retrievals)
     return (out[1], out[2]) if return_retrievals else out[1]
 
 
-def distraction_ratio(mass: torch.Tensor, positive: torch.Tensor | None = None) -> float:
+def distraction_ratio(mass: torch.Tensor | None = None, positive: torch.Tensor | None = None, *,
+                      log_mass: torch.Tensor | None = None) -> float:
     """r_d from crossbatch masses (b, H, N, d) (column 0 = the positive): mean over lanes, heads and queries of
-    mass on the positive / mass on all d contexts. Lanes without a positive are left out."""
-    ratio = mass[..., 0] / mass.sum(-1).clamp_min(torch.finfo(mass.dtype).tiny)
+    mass on the positive / mass on all d contexts. Lanes without a positive are left out.
+
+    Prefer log_mass= (the layer's extras["crossbatch_log_mass"]): the ratio is then softmax(log_mass)[..., 0],
+    exact even for queries whose mass outside the window is below float range (from `mass` those count as 0)."""
+    if (mass is None) == (log_mass is None):
+        raise TypeError("distraction_ratio needs exactly one of mass (b, H, N, d) or log_mass= (b, H, N, d)")
+    if log_mass is not None:
+        ratio = torch.softmax(log_mass.double(), dim=-1)[..., 0]
+        if positive is None:  # lanes the layer marked as having no positive (all -inf) are left out
+            positive = torch.isfinite(log_mass).any(-1).flatten(1).any(-1)
+    else:
+        ratio = mass[..., 0] / mass.sum(-1).clamp_min(torch.finfo(mass.dtype).tiny)
     if positive is not None:
         ratio = ratio[positive.to(ratio.device)]
     return float(ratio.double().mean())
@@ -196,7 +208,7 @@ def measure_distraction(model, docs: list[torch.Tensor], d_values=(1, 2, 4, 8, 1
                     raise ValueError("model has no layer that reports crossbatch attention "
                                      "(attention=(..., 'focused'))")
                 pick = found[0] if layer is None else reads[layer]
-                values.append(distraction_ratio(pick.extras["crossbatch_mass"]))
+                values.append(distraction_ratio(log_mass=pick.extras["crossbatch_log_mass"]))
             results[d] = sum(values) / len(values)
         return results
     finally:

@@ -148,13 +148,13 @@ class FocusedAttention(MemoryLayer):
         out = torch.cat([out[:b], cur_out])
         if not record:
             return out
-        with torch.no_grad():  # attention mass of each source context, share of the whole softmax (b, H, N, d)
+        with torch.no_grad():  # share of the whole softmax on each source context (b, H, N, d), kept as a log:
+            # a query that barely looks outside its window has shares below float range, their ratios do not
             scores = torch.matmul(q_cur, k_x.transpose(-1, -2)) * self.scale
-            per_source = torch.logsumexp(scores.unflatten(-1, (d, n)), dim=-1)
-            mass = torch.exp(per_source - cur_lse[..., None])
+            log_mass = torch.logsumexp(scores.unflatten(-1, (d, n)), dim=-1) - cur_lse[..., None]
             if layout.positive is not None:
-                mass = mass.masked_fill(~layout.positive.to(q.device)[:, None, None, None], 0.0)
-        return out, {"crossbatch_mass": mass}
+                log_mass = log_mass.masked_fill(~layout.positive.to(q.device)[:, None, None, None], float("-inf"))
+        return out, {"crossbatch_mass": log_mass.exp(), "crossbatch_log_mass": log_mass}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, topk={'all' if self.topk is None else self.topk}, one softmax, no gate"
