@@ -119,9 +119,9 @@ def lookup_distraction(model, d_values=(1, 2, 4, 8, 16), lanes: int = 16, batche
         for _ in range(batches):
             batch = lookup_batch(lanes, WINDOW, d, rng)
             _, reads = crossbatch_loss(model.eval(), batch, return_retrievals=True)
-            mass = reads[1].extras["crossbatch_mass"]  # (b, H, N, d)
-            answer_rows = (batch.curr_y != IGNORE)[:, None, :].expand(-1, mass.shape[1], -1)
-            ratio = mass[..., 0] / mass.sum(-1).clamp_min(1e-30)
+            log_mass = reads[1].extras["crossbatch_log_mass"]  # (b, H, N, d); shares can fall below float range
+            answer_rows = (batch.curr_y != IGNORE)[:, None, :].expand(-1, log_mass.shape[1], -1)
+            ratio = torch.softmax(log_mass.double(), dim=-1)[..., 0]
             values.append(float(ratio[answer_rows].mean()))
         out[str(d)] = sum(values) / len(values)
     return out
