@@ -3,7 +3,13 @@ then measure the claims: loss with vs without retrieval, loss vs k, gain vs neig
 
 Needs the database (`longlab retro build`, ~1 min). Windows come from `longlab.tasks.split_source_documents`:
 training windows from the training files, evaluation windows from the held-out files (their first
---eval-bytes bytes); neighbours from the window's own file are excluded, except in the leakage run.
+--eval-bytes bytes). Evaluation neighbours never come from the window's own file, except in the leakage run.
+Training departs from RETRO's rule on purpose: for a share --train-own-file of the training chunks the
+neighbours are searched with the own file allowed. With the own file excluded, a 16-byte chunk's neighbours
+(keyed by a bag of bytes) rarely contain its continuation, so the block learns to ignore them (a model trained
+that way gained 0.0001 nats/byte from the exact continuation as a neighbour); training windows start on the
+chunk grid, so an own-file search finds the chunk itself, whose continuation is the text to predict: that
+teaches the block to copy when a neighbour matches. Evaluation is unchanged, so held-out numbers stay honest.
 Writes the retrieval-block checkpoint, the claims JSON and the evaluation windows with their neighbours
 (so `tests/test_retro_claim.py` re-checks the numbers without the 1 GB database).
 
@@ -21,6 +27,9 @@ def register(parser) -> None:
     parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--context", type=int, default=256, help="window length N (multiple of --chunk)")
     parser.add_argument("--k", type=int, default=2, help="neighbours per chunk in training")
+    parser.add_argument("--train-own-file", type=float, default=0.5,
+                        help="share of TRAINING chunks whose neighbours may come from their own file (evaluation "
+                             "always excludes it); 0 = RETRO's rule")
     parser.add_argument("--train-windows", type=int, default=320, help="training windows searched once")
     parser.add_argument("--eval-bytes", type=int, default=1024, help="evaluated bytes per held-out file")
     parser.add_argument("--steps", type=int, default=400)
@@ -54,7 +63,7 @@ def main(args) -> int:
     import torch
 
     from ..io import atomic_write
-    from ..memory.retro.data import window_starts
+    from ..memory.retro.data import exact_continuation_windows, window_starts
     from ..memory.retro.db import RetroDatabase
     from ..memory.retro.encoder import DEFAULT_CHECKPOINT, ChunkEncoder
     from ..memory.retro.model import RetroConfig, RetroFitted
@@ -73,10 +82,17 @@ def main(args) -> int:
     train_docs, val_docs = split_source_documents()
     kmax = max(4, args.k)
     tag = f"N{args.context}_s{args.seed}"
-    train_picks = window_starts([len(d.tokens()) for d in train_docs], args.train_windows, args.context, args.seed)
+    # training windows start on the database's chunk grid, like the evaluation windows: a chunk searched with
+    # its own file allowed then finds itself, and its neighbour's continuation is the text to predict
+    train_picks = window_starts([len(d.tokens()) for d in train_docs], args.train_windows, args.context, args.seed,
+                                align=args.chunk)
     eval_picks = window_starts([len(d.tokens()) for d in val_docs], None, args.context, max_bytes=args.eval_bytes)
     train_w = _windows(db, encoder, train_docs, train_picks, args, args.k, False,
-                       folder / f"train_{args.train_windows}_{tag}.safetensors")
+                       folder / f"train_{args.train_windows}_{tag}_a{args.chunk}.safetensors")
+    if args.train_own_file > 0:
+        own_w = _windows(db, encoder, train_docs, train_picks, args, args.k, True,
+                         folder / f"train_{args.train_windows}_{tag}_a{args.chunk}_ownfile.safetensors")
+        train_w = train_w.mixed(own_w, args.train_own_file, args.seed)
     eval_w = _windows(db, encoder, val_docs, eval_picks, args, kmax, False,
                       folder / f"eval_{args.eval_bytes}_{tag}.safetensors")
     leak_w = _windows(db, encoder, val_docs, eval_picks, args, args.k, True,
@@ -91,17 +107,23 @@ def main(args) -> int:
     losses = {k: per_token_loss(model, eval_w, k) for k in sorted({0, 1, 2, 4, args.k})}
     leak = per_token_loss(model, leak_w, args.k)
     shuffled = per_token_loss(model, eval_w.shuffled(args.seed), args.k)
+    exact = per_token_loss(model, exact_continuation_windows(eval_w, args.chunk), 1)
+    readers = slice(args.chunk - 1, None)  # the tokens that read a neighbour
     gains = chunk_gains(eval_w, losses[0], losses[args.k], args.k, args.chunk)
     mean = {str(k): v.mean().item() for k, v in losses.items()}
     claims = {
         "command": "longlab train-retro " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                      if k in ("train_windows", "steps", "seconds", "seed")),
+                                                      if k in ("train_windows", "train_own_file", "steps",
+                                                               "seconds", "seed")),
         "database": {"entries": len(db), "documents": len(db.documents), "chunk_size": db.chunk_size,
                      "document_names": db.documents,
                      "encoder": db.identity},
         "model": repr(model), "trainable_parameters": sum(p.numel() for p in model.trainable_parameters()),
         "train": {**trained, "windows": len(train_w), "k": args.k, "batch": args.batch, "lr": args.lr,
-                  "threads": args.threads, "seed": args.seed},
+                  "threads": args.threads, "seed": args.seed, "own_file_fraction": args.train_own_file,
+                  "own_file_neighbours": train_w.own_file_share(),
+                  "rule": "training chunks: own-file neighbours allowed for a seeded share own_file_fraction "
+                  "(RetroWindows.mixed), excluded for the rest; evaluation always excludes the own file"},
         "eval": {"files": [d.name for d in val_docs], "bytes_per_file": args.eval_bytes, "windows": len(eval_w),
                  "tokens": losses[0].numel(), "rule": "held-out files of split_source_documents, consecutive "
                  "windows over their first eval_bytes bytes; neighbours from the window's own file excluded"},
@@ -112,8 +134,13 @@ def main(args) -> int:
             "(RetroWindows.shuffled(seed)); the gain that survives this is the added block, not retrieval",
             "retrieval_gain": shuffled.mean().item() - mean[str(args.k)]},
         "leakage": {"loss_same_doc_allowed": leak.mean().item(), "loss_same_doc_excluded": mean[str(args.k)],
-                    "neighbours_from_own_file": (leak_w.nb_doc_ids == leak_w.doc_ids[:, None, None]).float()
-                    .mean().item()},
+                    "neighbours_from_own_file": leak_w.own_file_share()},
+        "copy_check": {
+            "rule": "tokens that read a neighbour (positions >= m - 1) of the held-out windows; k = 1 neighbour: "
+            "the window's own next bytes [C_u, C_u+1] (exact_continuation_windows), the retrieved one, or none",
+            "loss_frozen": losses[0][:, readers].mean().item(),
+            "loss_retrieved_k1": losses[1][:, readers].mean().item(),
+            "loss_exact_continuation": exact[:, readers].mean().item()},
         "gain_vs_overlap": {"k": args.k, "bins": binned_gain(gains["gain"], gains["overlap"]), **gains},
         "retrieval_s": round(retrieval_s, 1), "total_s": round(time.perf_counter() - start, 1),
     }
@@ -124,7 +151,8 @@ def main(args) -> int:
     atomic_write(out / "retro_claims.json", lambda tmp: Path(tmp).write_text(json.dumps(claims, indent=1)))
     print(f"held-out loss: frozen {mean['0']:.4f}, with retrieval (k={args.k}) {mean[str(args.k)]:.4f} nats/byte; "
           f"by k {', '.join(f'{k}: {v:.4f}' for k, v in mean.items())}; same-doc allowed {leak.mean().item():.4f}; "
-          f"shuffled neighbours {shuffled.mean().item():.4f}")
+          f"shuffled neighbours {shuffled.mean().item():.4f}; readers with the exact continuation as neighbour "
+          f"{claims['copy_check']['loss_exact_continuation']:.4f} vs frozen {claims['copy_check']['loss_frozen']:.4f}")
     for row in claims["gain_vs_overlap"]["bins"]:
         print(f"overlap {row['overlap']:>6} bytes: {row['chunks']:4d} chunks, mean gain {row['mean_gain']:+.4f}, "
               f"share of gain {row['share_of_gain']:.2f}")
