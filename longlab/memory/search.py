@@ -1,19 +1,23 @@
-"""Exact top-k inner-product search in bounded memory: chunked matmul + per-chunk top-k + one final merge.
+"""Exact top-k inner-product search in bounded memory: chunked matmul + per-chunk top-k + batched merges.
 
 Scoring all N keys at once would need a (heads, nq, N) score matrix (4 GB for 1024 queries x 1M keys);
-instead keys are visited in cache-sized chunks and a running top-k per query is kept: only the entries of
-a chunk that beat their row's current k-th best score can enter it, and after the first chunks they are
-few (about k * chunk / keys seen per row), so they are packed and merged without a top-k over the whole
-chunk. Exact: the global top-k of a union is the top-k of the per-part top-ks, and an entry below the
-current k-th best never enters it.
+instead keys are visited in chunks: each chunk's score block keeps only its own top-k per query (an unsorted
+partial selection, one pass over the block), and the kept candidates are merged every few chunks. Exact: the
+global top-k of a union is the top-k of the per-part top-ks.
+
+Why not a running threshold (keep only entries that beat the current k-th best)? On a CPU the compare, count
+and pack passes over each block cost more than the selection they avoid: measured at 1024 queries x 256k keys
+on 2 threads, that filter took 3.5x the matmul time, the per-chunk top-k 1.4x.
 """
 from __future__ import annotations
 
 import torch
 
-# Score block budget in elements (heads * nq * chunk); 2**21 float32 = 8 MB stays in a CPU's last-level
-# cache between the matmul that writes it and the max / top-k passes that read it.
-SCORE_BLOCK_ELEMENTS = 2**21
+# Score block budget in elements (heads * nq * chunk): 2**25 float32 = 128 MB. Larger blocks amortise the
+# per-chunk selection; beyond this the block no longer pays for itself and memory grows.
+SCORE_BLOCK_ELEMENTS = 2**25
+# Candidates are merged once this many chunks' top-ks have been collected (one small top-k per merge).
+MERGE_EVERY = 8
 
 
 def default_chunk(heads: int, num_queries: int, num_keys: int) -> int:
@@ -43,32 +47,21 @@ def exact_topk(
         empty = queries.new_empty(heads, num_queries, 0)
         return empty, torch.empty(heads, num_queries, 0, dtype=torch.long, device=queries.device)
     chunk = chunk or default_chunk(heads, num_queries, num_keys)
-    rows_total = heads * num_queries
-    best_scores = queries.new_full((rows_total, k), float("-inf"))
-    best_index = torch.zeros(rows_total, k, dtype=torch.long, device=queries.device)
+    kept_scores, kept_index = [], []
+
+    def merge(final: bool) -> None:
+        scores, index = torch.cat(kept_scores, dim=-1), torch.cat(kept_index, dim=-1)
+        scores, pick = scores.topk(k, dim=-1, sorted=final)
+        kept_scores[:], kept_index[:] = [scores], [index.gather(-1, pick)]
+
     for start in range(0, num_keys, chunk):
         block = torch.matmul(queries, keys[:, start : start + chunk].transpose(1, 2))
         if key_scale is not None:
             block *= key_scale[:, None, start : start + chunk]
-        block = block.view(rows_total, -1)
-        above = block > best_scores[:, -1:]  # entries that beat a row's current k-th best score
-        counts = above.sum(-1)
-        widest = int(counts.max())
-        if widest == 0:
-            continue
-        if widest > block.shape[-1] // 8:  # early chunks: a top-k of the whole block is cheaper
-            cand_scores, cand_index = block.topk(min(k, block.shape[-1]), dim=-1)
-            cand_index = cand_index + start
-        else:
-            # After the first chunks only a few entries per row beat the k-th best: pack them (row-major
-            # order from nonzero) into a (rows, widest) block, which is far cheaper than a top-k per row.
-            row, col = above.nonzero(as_tuple=True)
-            slot = torch.arange(row.numel(), device=row.device) - (counts.cumsum(0) - counts)[row]
-            cand_scores = block.new_full((rows_total, widest), float("-inf"))
-            cand_index = torch.zeros(rows_total, widest, dtype=torch.long, device=block.device)
-            cand_scores[row, slot] = block[row, col]
-            cand_index[row, slot] = col + start
-        scores, pick = torch.cat([best_scores, cand_scores], dim=-1).topk(k, dim=-1)
-        best_index = torch.cat([best_index, cand_index], dim=-1).gather(-1, pick)
-        best_scores = scores
-    return best_scores.view(heads, num_queries, k), best_index.view(heads, num_queries, k)
+        scores, index = block.topk(min(k, block.shape[-1]), dim=-1, sorted=False)
+        kept_scores.append(scores)
+        kept_index.append(index + start)
+        if len(kept_scores) > MERGE_EVERY:
+            merge(final=False)
+    merge(final=True)
+    return kept_scores[0], kept_index[0]
