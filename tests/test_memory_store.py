@@ -90,7 +90,9 @@ def test_search_returns_no_gradient_into_memory():
     [
         (lambda m: m.add(torch.randn(3, 5), torch.randn(3, 4)), "keys must have shape"),
         (lambda m: m.add(torch.randn(3, 4), torch.randn(2, 4)), "must match"),
-        (lambda m: m.add(torch.tensor([[float("nan")] * 4]), torch.zeros(1, 4)), "NaN"),
+        (lambda m: m.add(torch.tensor([[float("nan")] * 4]), torch.zeros(1, 4)), "keys contains NaN"),
+        (lambda m: m.add(torch.tensor([[0.0, float("-inf"), 1.0, 2.0]]), torch.zeros(1, 4)), "keys contains"),
+        (lambda m: m.add(torch.zeros(1, 4), torch.tensor([[1.0, float("nan"), 0.0, 0.0]])), "values contains NaN"),
         (lambda m: m.search(torch.randn(2, 3), 1), "queries must have shape"),
         (lambda m: m.search(torch.randn(2, 4), 0), "k must be"),
         (lambda m: m.add(torch.randn(3, 4), torch.randn(3, 4), positions=torch.zeros(2)), "positions"),
@@ -99,6 +101,15 @@ def test_search_returns_no_gradient_into_memory():
 def test_bad_input_errors(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(KVMemory(8, 4))
+
+
+def test_bad_input_leaves_memory_unchanged_and_huge_finite_keys_are_accepted():
+    mem = KVMemory(8, 4).add(torch.ones(2, 4), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        mem.add(torch.tensor([[1.0, float("inf"), 0.0, 0.0]]), torch.zeros(1, 4))
+    assert len(mem) == 2 and mem.total_added == 2
+    mem.add(torch.full((1, 4), 1e30), torch.zeros(1, 4))  # finite, though its squared norm overflows float32
+    assert len(mem) == 3 and torch.isinf(mem.key_norms[0, 2])
 
 
 def test_bad_constructor_arguments():

@@ -46,6 +46,10 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
     return value
 
 
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    if t.numel() and not all(torch.isfinite(x) for x in torch.aminmax(t)):  # NaN/inf propagate to min/max
+        raise ValueError(f"{name} contains NaN or inf; memory entries must be finite")
+
 class KVMemory:
     """FIFO memory of (key, value, position, doc_id) per head, exact (or faiss) top-k search.
 
@@ -126,7 +130,8 @@ class KVMemory:
         return slots
 
     # ---- writing -----------------------------------------------------------------------------------
-    def _as_heads(self, name: str, t: torch.Tensor, dim: int, dim_name: str) -> torch.Tensor:
+    def _as_heads(self, name: str, t: torch.Tensor, dim: int, dim_name: str, check_finite: bool = True
+                  ) -> torch.Tensor:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor of shape (heads, n, {dim_name}), got {type(t).__name__}")
         if t.dim() == 2:
@@ -139,8 +144,8 @@ class KVMemory:
                              f"got {tuple(t.shape)}")
         if not t.dtype.is_floating_point:
             raise TypeError(f"{name} must be floating point, got {t.dtype}")
-        if t.numel() and not all(torch.isfinite(x) for x in torch.aminmax(t)):  # NaN/inf propagate to min/max
-            raise ValueError(f"{name} contains NaN or inf; memory entries must be finite")
+        if check_finite:
+            _check_finite(name, t)
         return t.detach().to(self.device, self.dtype)
 
     def _as_index(self, name: str, t, n: int, default: torch.Tensor) -> torch.Tensor:
@@ -162,8 +167,13 @@ class KVMemory:
         positions (n,) ints (default: running count of entries ever added); doc_ids (n,) or scalar (default 0).
         Adding more than `capacity` entries at once keeps only the newest `capacity` of them.
         """
-        keys = self._as_heads("keys", keys, self.key_dim, "key_dim")
+        keys = self._as_heads("keys", keys, self.key_dim, "key_dim", check_finite=False)
         values = self._as_heads("values", values, self.value_dim, "value_dim")
+        # The norms are needed anyway, and a NaN or inf key makes its norm non-finite: checking the (heads, n)
+        # norms instead of every key element saves a full pass over the keys (adding is memory-bound).
+        norms = torch.linalg.vector_norm(keys, dim=-1)
+        if norms.numel() and not all(torch.isfinite(x) for x in torch.aminmax(norms)):
+            _check_finite("keys", keys)  # names NaN/inf; finite keys whose squares overflow pass it
         n = keys.shape[1]
         if values.shape[1] != n:
             raise ValueError(f"keys have n={n} entries but values have {values.shape[1]}; they must match")
@@ -172,7 +182,7 @@ class KVMemory:
         doc_ids = self._as_index("doc_ids", doc_ids, n, torch.zeros(n, dtype=torch.long, device=self.device))
         self.total_added += n
         if n > self.capacity:  # only the newest `capacity` survive
-            keys, values = keys[:, -self.capacity:], values[:, -self.capacity:]
+            keys, values, norms = keys[:, -self.capacity:], values[:, -self.capacity:], norms[:, -self.capacity:]
             positions, doc_ids = positions[-self.capacity:], doc_ids[-self.capacity:]
             n = self.capacity
         # The ring's slots for these n entries are at most two contiguous runs: plain slice copies (several
@@ -184,7 +194,7 @@ class KVMemory:
                 continue
             self.keys[:, dst] = keys[:, src]
             self.values[:, dst] = values[:, src]
-            self.key_norms[:, dst] = torch.linalg.vector_norm(keys[:, src], dim=-1)
+            self.key_norms[:, dst] = norms[:, src]
             self.positions[dst] = positions[src]
             self.doc_ids[dst] = doc_ids[src]
         self.cursor = (self.cursor + n) % self.capacity
