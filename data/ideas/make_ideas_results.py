@@ -2,7 +2,8 @@
 
     .venv/bin/python data/ideas/make_ideas_results.py                  # all parts, ~5 min on one thread
     .venv/bin/python data/ideas/make_ideas_results.py extrapolation    # one part: extrapolation | paged | patterns
-    .venv/bin/python data/ideas/make_ideas_results.py quality --kinds dense linear   # quality, ~2-5 min a kind
+    .venv/bin/python data/ideas/make_ideas_results.py quality --kinds dense linear   # quality, ~5-10 min a kind
+    .venv/bin/python data/ideas/make_ideas_results.py quality --save-models /tmp/ideas_models  # keep the weights
     OMP_NUM_THREADS=1 .venv/bin/longlab bench linear --out data/ideas --repeats 5   # speed (linear_cpu.csv)
 
 - extrapolation.json: next-token loss against position on 8x the trained context (2048 tokens, trained 256) of
@@ -15,7 +16,9 @@
   Gaussian keys; 16 decoding queries taken right after the cache;
 - quality_<kind>.json: the same TinyLM (2 layers, d 128, context 256) trained 300 steps (batch 8, seed 0) on the
   source corpus with each attention kind (dense, sliding 64, dilated at float-like m = 2's FLOPs, float-like m = 2,
-  pooled p = 16 + window 64, linear); held-out loss and seconds (shared machine);
+  pooled p = 16 + window 64, linear); held-out loss, seconds (shared machine) and passkey by depth
+  (`longlab.analysis.passkey_depth`: 251-byte instruction-free prompts, key line at depth 0 .. 1, i.e. 251 .. ~99
+  tokens before the question's end, 32 keys per depth: digit loss in nats/digit and greedy exact match);
 - patterns.json: float-like (m = 0..3) against the LongNet schedule of nearest FLOPs at N = 2048, 4 heads:
   pairs, keys vs distance, dependency path length (N = 512), block density (64-blocks).
 Times are measured on a shared 2-core machine (other jobs running): ratios within one run only.
@@ -32,10 +35,11 @@ import torch
 
 from longlab.analysis.extrapolation import binned, document_windows, loss_by_position, variant
 from longlab.analysis.paged_eval import capture_qkv, selection_rows
+from longlab.analysis.passkey_depth import passkey_by_depth
 from longlab.analysis.pattern_compare import compare, longnet_at_equal_pairs
 from longlab.attention.floatlike import FloatLike
 from longlab.attention.patterns import Dense, Dilated
-from longlab.models import TinyLM, TinyLMConfig, TrainConfig, load_checkpoint, train
+from longlab.models import TinyLM, TinyLMConfig, TrainConfig, load_checkpoint, save_checkpoint, train
 from longlab.tasks import held_out_long_files, split_source_documents, unigram_loss
 
 HERE = Path(__file__).resolve().parent
@@ -85,8 +89,12 @@ def quality_config(kind: str) -> TinyLMConfig:
     return TinyLMConfig(attention=kind, **base)
 
 
-def quality(kinds=QUALITY_KINDS, steps: int = 300, seed: int = 0) -> dict:
-    """Same budget (steps, batch, lr, seed, data order) per attention kind; held-out loss, seconds, history."""
+PASSKEY = dict(length=251, per_depth=32, seed=0)  # 251 bytes + a key of <= 5 digits fit the 256-token context
+
+
+def quality(kinds=QUALITY_KINDS, steps: int = 300, seed: int = 0, save_dir: Path | None = None) -> dict:
+    """Same budget (steps, batch, lr, seed, data order) per attention kind; held-out loss, seconds, history, and
+    passkey by depth (measured after training). save_dir: also write each model as <save_dir>/quality_<kind>."""
     train_docs, val_docs = split_source_documents()
     train_tokens, val_tokens = [d.tokens() for d in train_docs], [d.tokens() for d in val_docs]
     runs = {}
@@ -98,9 +106,12 @@ def quality(kinds=QUALITY_KINDS, steps: int = 300, seed: int = 0) -> dict:
                  "dilated": Dilated(config.segment_lengths, config.dilation_rates, causal=True).pairs(4, 256)}
         result = train(model, train_tokens, val_tokens, TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup=20,
                                                                       eval_every=100, eval_windows=256, seed=seed))
+        passkey = passkey_by_depth(model, **PASSKEY)
         runs[kind] = {"model": repr(model), "pairs_per_layer": pairs.get(kind), "val_loss": result.final_val_loss,
-                      "elapsed_s": round(result.elapsed_s, 1), "history": result.history}
-    return {"steps": steps, "batch_size": 8, "eval_windows": 256, "runs": runs,
+                      "elapsed_s": round(result.elapsed_s, 1), "history": result.history, "passkey_by_depth": passkey}
+        if save_dir is not None:
+            save_checkpoint(model, Path(save_dir) / f"quality_{kind}.safetensors", {"val_loss": result.final_val_loss})
+    return {"steps": steps, "batch_size": 8, "eval_windows": 256, "passkey": PASSKEY, "runs": runs,
             "unigram_val_loss": unigram_loss(train_docs, val_docs)}
 
 
@@ -126,6 +137,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parts", nargs="*", help=f"any of {list(PARTS)} (default: all)")
     parser.add_argument("--kinds", nargs="+", default=list(QUALITY_KINDS), help="quality: attention kinds to train")
+    parser.add_argument("--save-models", type=Path, default=None, help="quality: folder to write the trained models")
     args = parser.parse_args(argv)
     unknown = set(args.parts) - set(PARTS)
     if unknown:
@@ -135,7 +147,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         if part == "quality":  # one file per kind, so each run stays a few minutes and can be redone alone
             for kind in args.kinds:
-                result = quality((kind,))
+                result = quality((kind,), save_dir=args.save_models)
                 result.update(command=f"python data/ideas/make_ideas_results.py quality --kinds {kind}",
                               torch=torch.__version__)
                 path = HERE / f"quality_{kind}.json"

@@ -28,9 +28,12 @@ class PasskeyExample:
         return f"PasskeyExample(len={len(self.prompt)} chars, key={self.answer}, depth={self.depth:.2f})"
 
 
-def make_passkey(length: int, depth: float | None = None, seed: int = 0) -> PasskeyExample:
+def make_passkey(length: int, depth: float | None = None, seed: int = 0, instruction: bool = True) -> PasskeyExample:
     """One prompt of about `length` characters (never shorter than the fixed parts), key at relative `depth`
-    (default: drawn uniformly from [0, 1] by the seeded generator). Deterministic given (length, depth, seed)."""
+    (default: drawn uniformly from [0, 1] by the seeded generator). Deterministic given (length, depth, seed).
+
+    instruction=False leaves out the ~140-character INSTRUCTION line, so that in a short prompt (a small model's
+    context) most characters are filler and the key's depth changes its distance from the question."""
     positive_int("length", length, "characters")
     if depth is not None and not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1], got {depth!r}")
@@ -38,11 +41,12 @@ def make_passkey(length: int, depth: float | None = None, seed: int = 0) -> Pass
     key = rng.randint(1, 50000)
     depth = rng.random() if depth is None else depth
     key_line = KEY_LINE.format(key=key)
-    filler_chars = max(0, length - len(INSTRUCTION) - len(key_line) - len(QUESTION))
+    head = INSTRUCTION if instruction else ""
+    filler_chars = max(0, length - len(head) - len(key_line) - len(QUESTION))
     filler = (FILLER * (filler_chars // len(FILLER) + 1))[:filler_chars]
     cut = int(round(depth * filler_chars))
-    prompt = INSTRUCTION + filler[:cut] + key_line + filler[cut:] + QUESTION
-    return PasskeyExample(prompt, str(key), len(INSTRUCTION) + cut, depth)
+    prompt = head + filler[:cut] + key_line + filler[cut:] + QUESTION
+    return PasskeyExample(prompt, str(key), len(head) + cut, depth)
 
 
 def make_passkeys(length: int, count: int, seed: int = 0) -> list[PasskeyExample]:
