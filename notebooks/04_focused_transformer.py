@@ -183,6 +183,28 @@ for name, file in (("plain (trained d = 1)", "focused_plain"), ("focused (traine
 display(distraction_figure(live, title=f"live rerun: {R_LANES} lanes x {R_BATCHES} batch(es), other windows"))
 
 # %% [markdown]
+# **Why no focus here.** $r_d = 1/d$ to three decimals is not a broken measurement: a hand-built layer whose
+# queries match their own bytes gives $r_8 \approx 0.98$ through the same code (`tests/test_focused_distraction.py`).
+# It is these weights. Crossbatch training rewards focus only through the LM loss, so the positive must be worth
+# something to the model, and here it is not: the model cannot copy, not even 64 bytes repeated inside its own
+# window. With negatives in view, the cheapest way to stop the distraction is to look less at all previous windows,
+# and that is what the $d = 8$ model learnt. `data/focused/diagnose_distraction.py` records the numbers below; the
+# last line is a ceiling: a perfectly sharp head matching the last $n$ bytes, on the same windows.
+
+# %%
+diagnosis = json.loads(Path(DISTRACTION).with_name("distraction_diagnosis.json").read_text())
+rows = ["| model | $r_8$ | $r_8$, positive = copy of the current window | mass on previous windows | positive worth "
+        "(nats) | 64 bytes repeated in the window: loss first / again |", "|---|---|---|---|---|---|"]
+for name, row in diagnosis["models"].items():
+    copying = row["copy_loss_nats"]
+    rows.append(f"| {name} | {row['r_8']:.3f} | {row['r_8_previous_window_is_a_copy_of_the_current']:.3f} | "
+                f"{row['mass_on_previous_windows']:.3f} | {row['positive_gain_nats']:+.4f} | "
+                f"{copying['in_window_first_time']:.2f} / {copying['in_window_repeated']:.2f} |")
+ceiling = diagnosis["content_matching_ceiling"]["r_8_by_ngram"]
+rows.append("\nIdeal content-matching head, $r_8$ by $n$: " + ", ".join(f"{n}: {r:.3f}" for n, r in ceiling.items()))
+display(Markdown("\n".join(rows)))
+
+# %% [markdown]
 # ## 4. Dictionary lookup far beyond the window
 #
 # The paper's synthetic task: definitions `abcd:xyz;` (window-aligned, 7 per $L = 64$-byte window), then a question

@@ -127,8 +127,9 @@ def test_current_window_loss_reaches_previous_windows_only_through_crossbatch(d)
 @pytest.mark.slow
 def test_distraction_diagnosis_record_and_recheck():
     """The committed models' r_8 ~ 1/8 comes from their weights: even a copy of the current window as the
-    positive gets no extra mass (the hand-built matcher above gives 0.98), and the positive is worth almost nothing
-    to their LM loss, so training has no reason to prefer it. Record re-checked at CI size on other windows."""
+    positive gets no extra mass (the hand-built matcher above gives 0.98), the positive is worth almost nothing
+    to their LM loss (they cannot copy, not even inside the window), so training has no reason to prefer it.
+    Record re-checked at CI size on other windows."""
     import json
     import sys
     from pathlib import Path
@@ -147,6 +148,9 @@ def test_distraction_diagnosis_record_and_recheck():
     for row in models.values():
         assert abs(row["r_8"] - 1 / 8) < 0.01 and row["r_8_previous_window_is_a_copy_of_the_current"] < 0.15
         assert abs(row["positive_gain_nats"]) < 0.01
+        copying = row["copy_loss_nats"]  # no copy circuit: a verbatim repeat, in or before the window, is not cheaper
+        assert copying["in_window_repeated"] > copying["in_window_first_time"] - 0.1
+        assert copying["previous_window_is_an_exact_copy"] > copying["no_previous_window"] - 0.05
     assert models["trained_d8"]["mass_on_previous_windows"] < models["trained_d1"]["mass_on_previous_windows"] - 0.05
     assert 0.2 < max(rec["content_matching_ceiling"]["r_8_by_ngram"].values()) < 0.35
     batch = CrossbatchBatches(held_out_documents(rec["window"]), 8, rec["window"], "8", seed=2).batch()

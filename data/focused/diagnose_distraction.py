@@ -6,7 +6,9 @@ For each model (the converted base before fine-tuning, crossbatch d = 1, crossba
   positive then holds exactly the bytes the queries are reading: a layer that matches content prefers it);
 - the memory layer's total attention mass on the d previous windows (share of the one softmax), per slot;
 - the current windows' LM loss with no previous window, with only the positive (d = 1), and with d = 8: how much
-  the positive is worth to the model, i.e. how much reason the LM loss gives it to prefer the positive.
+  the positive is worth to the model, i.e. how much reason the LM loss gives it to prefer the positive;
+- whether the model can copy at all: the loss on 64 bytes repeated verbatim inside the window (first time, second
+  time), and on a current window whose previous window is an exact copy of it (d = 1) against no previous window.
 And a ceiling: r_8 of an ideal content-matching head (score beta on keys whose last n bytes equal the query's last
 n bytes, 0 elsewhere) on the same windows: the most that matching content can give on 128-byte code windows.
 
@@ -56,6 +58,10 @@ def diagnose(model, batch: CrossbatchBatch) -> dict:
     blind.positive = torch.zeros(lanes, dtype=torch.bool)
     per_head = mass[..., 0] / mass.sum(-1)
     no_prev, positive = current_loss(model, batch, blind), current_loss(model, batch, make_layout(lanes, 1))
+    half = batch.curr[:, : batch.curr.shape[1] // 2]
+    repeated = torch.cat([half, half], 1)
+    _, in_window = model(repeated[:, :-1], repeated[:, 1:], reduction="none")
+    n = half.shape[1]
     return {
         "r_8": distraction_ratio(mass),
         "r_8_previous_window_is_a_copy_of_the_current": distraction_ratio(masses(model, copied)),
@@ -65,6 +71,12 @@ def diagnose(model, batch: CrossbatchBatch) -> dict:
         "current_window_loss_nats": {"no_previous_window": no_prev, "positive_only": positive,
                                      "d8": current_loss(model, batch, batch.layout)},
         "positive_gain_nats": no_prev - positive,
+        "copy_loss_nats": {
+            "in_window_first_time": float(in_window[:, : n - 1].mean()),
+            "in_window_repeated": float(in_window[:, n - 1 :].mean()),
+            "previous_window_is_an_exact_copy": current_loss(model, copied, make_layout(lanes, 1)),
+            "no_previous_window": current_loss(model, copied, blind),
+        },
     }
 
 
@@ -103,6 +115,10 @@ def main() -> None:
         copied = row["r_8_previous_window_is_a_copy_of_the_current"]
         print(f"{name}: r_8 {row['r_8']:.3f}, with a copied positive {copied:.3f}; mass on previous windows "
               f"{row['mass_on_previous_windows']:.3f}; positive worth {row['positive_gain_nats']:+.4f} nats")
+        loss = row["copy_loss_nats"]
+        print(f"    copying: 64 bytes repeated in the window {loss['in_window_first_time']:.3f} -> "
+              f"{loss['in_window_repeated']:.3f} nats; an exact copy as the previous window "
+              f"{loss['previous_window_is_an_exact_copy']:.3f} vs none {loss['no_previous_window']:.3f} nats")
     ceiling = {str(n): content_matching_ceiling(batch, n, SHARPNESS) for n in NGRAMS}
     print("ideal content-matching head, r_8 by n: " + ", ".join(f"{n}: {r:.3f}" for n, r in ceiling.items()))
     record = {
