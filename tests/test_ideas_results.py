@@ -123,3 +123,28 @@ def test_quality_runs_recorded():
     dilated = _load("quality_dilated")["runs"]["dilated"]["pairs_per_layer"]
     floatlike = _load("quality_floatlike")["runs"]["floatlike"]["pairs_per_layer"]
     assert 0.5 < dilated / floatlike < 2  # equal FLOPs up to the schedule grid
+
+
+def test_quality_passkey_by_depth_recorded():
+    """Every quality run records passkey by depth on the prompts the script asks for: distances recomputed from
+    the prompts, losses in their ranges (the loss over all bytes is never below the loss among the ten digits)."""
+    import math
+    import sys
+
+    sys.path.insert(0, str(DATA))
+    from make_ideas_results import PASSKEY, QUALITY_KINDS
+
+    from longlab.analysis.passkey_depth import DEFAULT_DEPTHS, depth_examples
+
+    for kind in QUALITY_KINDS:
+        rec = _load(f"quality_{kind}")
+        assert rec["passkey"] == PASSKEY
+        rows = rec["runs"][kind]["passkey_by_depth"]
+        assert [r["depth"] for r in rows] == list(DEFAULT_DEPTHS)
+        for r in rows:
+            group = depth_examples(PASSKEY["length"], r["depth"], PASSKEY["per_depth"], PASSKEY["seed"])
+            assert r["examples"] == PASSKEY["per_depth"]
+            assert r["distance_tokens"] == pytest.approx(sum(len(e.prompt) - e.key_offset for e in group) / len(group))
+            assert r["digit_loss"] >= r["digit_loss_given_digit"] > 0 and r["repeat_loss_given_digit"] > 0
+            assert all(0 < r[f"{name}_se"] < 1 for name in ("digit_loss", "digit_loss_given_digit"))
+            assert 0 <= r["accuracy"] <= 1 and math.isfinite(r["digit_loss"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from longlab.analysis.passkey_depth import depth_examples, digit_loss, greedy_correct, passkey_by_depth
+from longlab.analysis.passkey_depth import answer_losses, depth_examples, greedy_correct, passkey_by_depth
 from longlab.models import TinyLM, TinyLMConfig
 from longlab.tasks.corpus import decode, encode
 from longlab.tasks.passkey import INSTRUCTION, KEY_LINE, QUESTION, make_passkey, score_passkey
@@ -70,19 +70,34 @@ def test_distances_match_key_line_position():
     assert rows[0]["distance_tokens"] > rows[1]["distance_tokens"] > rows[2]["distance_tokens"]
 
 
-def test_digit_loss_equals_cross_entropy_of_each_prefix_float64():
-    """Reference: one forward per answer prefix, log-softmax of the last position in float64 (tolerance 1e-10)."""
+def test_losses_equal_cross_entropy_of_each_prefix_float64():
+    """Reference: one forward per prefix, log-softmax of its last position in float64 (over all 256 bytes, or over
+    the ten digit bytes only), averaged by hand; tolerance 1e-10."""
     model = small_lm().eval()
     example = depth_examples(LENGTH, 0.25, 1, seed=3)[0]
-    prompt, answer = encode(example.prompt), encode(example.answer)
-    nats = []
+    text, n = example.prompt + example.answer, len(example.answer)
+    repeat = example.prompt.index(f"Remember it. {example.answer}") + len("Remember it. ")
+    digits = [ord(c) for c in "0123456789"]
+
+    def nats(start, digits_only):
+        out = []
+        for t in range(start, start + n):
+            logits = model(encode(text[:t])[None])[0][0, -1]
+            if digits_only:
+                out.append(-torch.log_softmax(logits[digits], -1)[int(text[t])].item())
+            else:
+                out.append(-torch.log_softmax(logits, -1)[ord(text[t])].item())
+        return sum(out) / n
+
     with torch.no_grad():
-        for t in range(len(answer)):
-            logits, _ = model(torch.cat([prompt, answer[:t]])[None])
-            nats.append(-torch.log_softmax(logits[0, -1], -1)[answer[t]].item())
-        assert digit_loss(model, example) == pytest.approx(sum(nats) / len(nats), abs=1e-10)
+        expected = {"digit_loss": nats(len(example.prompt), False),
+                    "digit_loss_given_digit": nats(len(example.prompt), True),
+                    "repeat_loss_given_digit": nats(repeat, True)}
+        assert answer_losses(model, example) == pytest.approx(expected, abs=1e-10)
     row = passkey_by_depth(model, LENGTH, depths=(0.25,), per_depth=1, seed=3)[0]
-    assert row["digit_loss"] == pytest.approx(sum(nats) / len(nats), abs=1e-10)
+    assert {k: row[k] for k in expected} == pytest.approx(expected, abs=1e-10)
+    # the full softmax spends extra nats on not expecting a digit: never below the digits-only loss
+    assert expected["digit_loss"] > expected["digit_loss_given_digit"]
 
 
 def test_accuracy_equals_hand_run_greedy_decode():
@@ -100,8 +115,8 @@ def test_accuracy_equals_hand_run_greedy_decode():
 
 
 def test_copy_model_is_right_exactly_where_the_key_is_within_reach():
-    """Accuracy 1 and loss log(1 + 255 e^-5) per digit where the key's first digit is within reach of the
-    question's end, 0 and log 256 where not."""
+    """Accuracy 1 and loss log(1 + 255 e^-5) per digit (log(1 + 9 e^-5) among digits) where the key's first digit
+    is within reach of the question's end, 0 and log 256 (log 10) where not."""
     reach, depths = 100, (0.0, 0.5, 0.75, 1.0)
     rows = passkey_by_depth(CopyModel(reach), LENGTH, depths, per_depth=4, seed=0)
     copied, blind = math.log1p(255 * math.exp(-CONFIDENCE)), math.log(256)
@@ -112,6 +127,9 @@ def test_copy_model_is_right_exactly_where_the_key_is_within_reach():
         per_prompt = [copied if s else blind for s in seen]
         assert row["digit_loss"] == pytest.approx(sum(per_prompt) / 4, abs=1e-12)
         assert row["digit_loss_se"] == pytest.approx(statistics.stdev(per_prompt) / 2, abs=1e-12)
+        given = [math.log1p(9 * math.exp(-CONFIDENCE)) if s else math.log(10) for s in seen]
+        assert row["digit_loss_given_digit"] == pytest.approx(sum(given) / 4, abs=1e-12)
+        assert row["repeat_loss_given_digit"] == pytest.approx(math.log(10), abs=1e-12)  # a 16-gram never repeats
     assert rows[0]["accuracy"] == 0.0 and rows[-1]["accuracy"] == 1.0  # the test covers both outcomes
 
 

@@ -18,7 +18,9 @@
   source corpus with each attention kind (dense, sliding 64, dilated at float-like m = 2's FLOPs, float-like m = 2,
   pooled p = 16 + window 64, linear); held-out loss, seconds (shared machine) and passkey by depth
   (`longlab.analysis.passkey_depth`: 251-byte instruction-free prompts, key line at depth 0 .. 1, i.e. 251 .. ~99
-  tokens before the question's end, 32 keys per depth: digit loss in nats/digit and greedy exact match);
+  tokens before the question's end, the same 32 keys at each depth: teacher-forced loss on the key's digits in
+  nats/digit over all bytes and among the ten digits, the same for the key's repeat inside the key line, and
+  greedy exact match); training is bit-reproducible at one thread, so the command reproduces the records;
 - patterns.json: float-like (m = 0..3) against the LongNet schedule of nearest FLOPs at N = 2048, 4 heads:
   pairs, keys vs distance, dependency path length (N = 512), block density (64-blocks).
 Times are measured on a shared 2-core machine (other jobs running): ratios within one run only.
