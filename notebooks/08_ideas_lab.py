@@ -56,6 +56,7 @@ DATA = "../data/ideas"    # recorded results (relative to notebooks/)
 
 # %%
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,7 @@ from viz.ideas_results import (
     floatlike_vs_longnet_figure,
     linear_speed_figure,
     paged_figure,
+    passkey_depth_figure,
     quality_figure,
 )
 from viz.teaching import answer
@@ -435,6 +437,83 @@ if runs:
             f"{'ahead' if runs['linear']['val_loss'] < at_t else 'behind'} at this size."))
 else:
     display(Markdown("No quality runs recorded; run `python data/ideas/make_ideas_results.py quality`."))
+
+# %% [markdown]
+# ### Passkey by depth
+#
+# After training, each model answers passkey prompts with the key line at five depths, the same keys at every
+# depth. A prompt and its answer must fit the 256-token context, so the prompts leave out the usual instruction
+# line: filler, the key line `The pass key is 12345. Remember it. 12345 is the pass key.`, more filler, and the
+# question `What is the pass key? The pass key is `. The question ends with the 16 bytes that precede the key in
+# the key line, so a model that finds its current context earlier in the prompt and copies what followed (an
+# induction head) can answer; a sliding window of 64 tokens cannot look that far back in one layer. Measured by
+# `longlab.analysis.passkey_depth.passkey_by_depth`:
+# - greedy exact match, as in the passkey literature;
+# - the teacher-forced loss on the key's digits given the prompt, in nats per digit. Among the ten digits, a
+#   model with no idea of the key pays $\ln 10 \approx 2.30$ and one that copies it pays 0; over all 256 bytes it
+#   also pays $-\log P(\text{a digit comes next})$;
+# - as a control, the loss among digits on the key's repeat inside the key line, about 20 tokens after its first
+#   statement: a distance every pattern sees. A model that cannot copy there cannot copy from further away.
+
+# %%
+passkey = {kind: run["passkey_by_depth"] for kind, run in runs.items() if run.get("passkey_by_depth")}
+if passkey:
+    display(passkey_depth_figure(runs))
+    LN10 = math.log(10)
+
+    def below_chance(row, field):  # lower than ln 10 by more than two standard errors
+        return row[field] < LN10 - 2 * row[f"{field}_se"]
+
+    def mean_se(row, field):
+        return f"{row[field]:.2f} ± {row[field + '_se']:.2f}"
+
+    def spread(field):
+        values = [r[field] for rows in passkey.values() for r in rows]
+        return f"{min(values):.2f} to {max(values):.2f}"
+
+    first = next(iter(passkey.values()))
+    far, near = first[0], first[-1]
+    rows = [{"kind": kind,
+             f"digits, depth {far['depth']:g}": mean_se(r[0], "digit_loss_given_digit"),
+             f"digits, depth {near['depth']:g}": mean_se(r[-1], "digit_loss_given_digit"),
+             "repeat (mean)": f"{sum(x['repeat_loss_given_digit'] for x in r) / len(r):.2f}",
+             "all bytes (mean)": f"{sum(x['digit_loss'] for x in r) / len(r):.2f}",
+             "exact match": f"{sum(x['accuracy'] for x in r) / len(r):.0%}"} for kind, r in passkey.items()]
+    display(Markdown(format_table(rows, markdown=True)))
+    best = max(((r["accuracy"], kind, r["depth"]) for kind, rs in passkey.items() for r in rs))
+    knows = sorted({kind for kind, rs in passkey.items() for r in rs if below_chance(r, "digit_loss_given_digit")})
+    copies = sorted({kind for kind, rs in passkey.items() for r in rs if below_chance(r, "repeat_loss_given_digit")})
+    deep = [kind for kind, rs in passkey.items()
+            if abs(rs[0]["digit_loss_given_digit"] - rs[-1]["digit_loss_given_digit"])
+            > 2 * math.hypot(rs[0]["digit_loss_given_digit_se"], rs[-1]["digit_loss_given_digit_se"])]
+    expects = {kind: sum(r["digit_loss"] - r["digit_loss_given_digit"] for r in rs) / len(rs)
+               for kind, rs in passkey.items()}
+    lines = [
+        f"The key line starts {far['distance_tokens']:.0f} tokens before the question's end at depth {far['depth']:g} "
+        f"and {near['distance_tokens']:.0f} on average at depth {near['depth']:g}; {far['examples']} keys per depth.",
+        "Exact match: " + ("no model reproduces a key at any depth." if best[0] == 0 else
+                           f"best {best[0]:.0%} ({best[1]}, depth {best[2]:g})."),
+        f"Loss among the ten digits: {spread('digit_loss_given_digit')} nats/digit over all kinds and depths "
+        f"(ln 10 = {LN10:.2f}); " + (f"below chance by more than two standard errors for {', '.join(knows)}."
+                                     if knows else "no model is below chance by more than two standard errors."),
+        f"The control, the key's repeat about 20 tokens on: {spread('repeat_loss_given_digit')} nats/digit; "
+        + (f"{', '.join(copies)} copy it better than chance." if copies else
+           "no model copies even a number it saw 20 tokens earlier, a distance every pattern sees."),
+        (f"Depth matters (depth {far['depth']:g} vs {near['depth']:g}, more than two standard errors) for "
+         f"{', '.join(deep)}." if deep else
+         f"For no kind does the loss among digits change between depth {far['depth']:g} and {near['depth']:g} by more "
+         f"than two standard errors."),
+        f"Over all bytes: {spread('digit_loss')} nats/digit, of which the cost of not expecting a number after "
+        f"`The pass key is `, -log P(digit), averages {min(expects.values()):.2f} ({min(expects, key=expects.get)}) "
+        f"to {max(expects.values()):.2f} ({max(expects, key=expects.get)}) nats.",
+    ]
+    if not knows and not copies:
+        lines.append("So after this budget none of these models retrieves a key, and passkey by depth cannot rank "
+                     "the attention patterns; the held-out loss above is the comparison this run supports. A model "
+                     "must first learn to copy (an induction head) before a key's depth can matter.")
+    display(Markdown("\n\n".join(lines)))
+else:
+    display(Markdown("No passkey records; run `python data/ideas/make_ideas_results.py quality`."))
 
 # %% [markdown]
 # ## 8. Bad input names the fix

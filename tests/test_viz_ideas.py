@@ -54,3 +54,32 @@ def test_tour_pattern_explorer_offers_floatlike(monkeypatch):
     fig = ph.pattern_explorer(kind="floatlike", n=32, mantissa=1)
     seen = int(FloatLike(1).multiplicity(4, 32)[0].sum())
     assert f"{seen} of {32 * 32} query-key pairs seen" in fig.layout.title.text
+
+
+def test_passkey_depth_figure_from_the_records():
+    """One loss and one accuracy line per recorded kind, read straight from data/ideas/quality_<kind>.json."""
+    import json
+    from pathlib import Path
+
+    from viz.ideas_results import passkey_depth_figure
+
+    runs = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "data" / "ideas").glob("quality_*.json")):
+        runs.update(json.loads(path.read_text())["runs"])
+    recorded = {kind: run["passkey_by_depth"] for kind, run in runs.items() if run.get("passkey_by_depth")}
+    assert len(recorded) == 6, "regenerate with python data/ideas/make_ideas_results.py quality"
+    fig = passkey_depth_figure(runs)
+    panel = {"digit_loss_given_digit": "x", "repeat_loss_given_digit": "x", "digit_loss": "x2", "accuracy": "x3"}
+    for kind, rows in recorded.items():
+        traces = {t.meta: t for t in fig.data if t.name == kind}
+        assert set(traces) == set(panel)
+        for field, trace in traces.items():
+            assert list(trace.y) == [r[field] for r in rows] and trace.xaxis == panel[field]
+            assert list(trace.x) == [r["distance_tokens"] for r in rows]
+    assert fig.layout.yaxis.title.text == fig.layout.yaxis2.title.text == "loss on the key's digits (nats/digit)"
+    assert "key line to question end (tokens)" in fig.layout.xaxis.title.text
+    assert fig.layout.yaxis3.title.text == "exact match (fraction of prompts)"
+    one = dict(list(runs.items())[:1])
+    assert len(passkey_depth_figure({**one, "untested": {"val_loss": 2.0}}).data) == 4  # runs without a record skipped
+    with pytest.raises(ValueError, match="make_ideas_results.py quality"):
+        passkey_depth_figure({"untested": {"val_loss": 2.0}})

@@ -3,9 +3,13 @@
 - `extrapolation_figure(rec)`: loss vs position on 8x the trained context, one curve per position scheme;
 - `paged_figure(rec)`: recall of the true top-32 keys and output error vs fraction of pages read;
 - `linear_speed_figure(rows)`: seconds per forward, linear attention vs softmax attend, vs N;
-- `floatlike_vs_longnet_figure(rec)`: keys per query vs distance at equal FLOPs.
+- `floatlike_vs_longnet_figure(rec)`: keys per query vs distance at equal FLOPs;
+- `quality_figure(runs)`: held-out loss during training per attention kind;
+- `passkey_depth_figure(runs)`: passkey digit loss and exact match vs the key line's distance, per attention kind.
 """
 from __future__ import annotations
+
+import math
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -106,4 +110,52 @@ def quality_figure(runs: dict, unigram: float | None = None) -> go.Figure:
     fig.update_layout(title="Same TinyLM budget per attention kind: held-out loss during training",
                       xaxis_title=axis_label("training time (shared machine)", "s"),
                       yaxis_title=axis_label("held-out loss", "nats/byte"), height=420, width=880)
+    return fig
+
+
+def passkey_depth_figure(runs: dict) -> go.Figure:
+    """Passkey by depth per attention kind (records of `longlab.analysis.passkey_depth.passkey_by_depth`).
+
+    Left: teacher-forced loss on the key's digits among the ten digits (nats/digit; ln 10 = no idea which digit,
+    0 = copied), solid; dotted, the same for the key's repeat inside the key line (~20 tokens after its first
+    statement, at every depth). Middle: the loss over all 256 bytes. Right: greedy exact match. x: tokens from the
+    key line to the question's end, the key's relative depth in brackets under each tick. Runs without a
+    `passkey_by_depth` record are left out; colours follow the order of `runs` as in quality_figure."""
+    measured = {kind: run["passkey_by_depth"] for kind, run in runs.items() if run.get("passkey_by_depth")}
+    if not measured:
+        raise ValueError("no run has a passkey_by_depth record; regenerate them with "
+                         "`python data/ideas/make_ideas_results.py quality`")
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                        subplot_titles=("which digits: loss among the ten digits", "loss over all bytes",
+                                        "greedy exact match"))
+    panels = ((1, "digit_loss_given_digit", "solid", "answer"), (1, "repeat_loss_given_digit", "dot", "repeat"),
+              (2, "digit_loss", "solid", "answer"), (3, "accuracy", "solid", "answer"))
+    for i, kind in enumerate(runs):
+        if kind not in measured:
+            continue
+        rows = measured[kind]
+        x = [r["distance_tokens"] for r in rows]
+        for col, field, dash, what in panels:
+            fig.add_trace(go.Scatter(x=x, y=[r[field] for r in rows], mode="lines+markers", name=kind,
+                                     legendgroup=kind, showlegend=field == "digit_loss",
+                                     line=dict(color=branch_color(i), dash=dash),
+                                     text=[f"depth {r['depth']:g}" for r in rows], meta=field,
+                                     hovertemplate=f"{kind} {what}: %{{y:.3f}}, %{{x:.0f}} tokens, %{{text}}"
+                                                   f"<extra></extra>"),
+                          row=1, col=col)
+    rows = next(iter(measured.values()))
+    ticks = dict(tickvals=[r["distance_tokens"] for r in rows],
+                 ticktext=[f"{r['distance_tokens']:.0f}<br>({r['depth']:g})" for r in rows])
+    fig.add_hline(y=math.log(10), line=dict(color=COLORS["muted"], dash="dash"), row=1, col=1)
+    fig.add_annotation(x=0, xref="x domain", y=math.log(10), yref="y", text="ln 10: a random digit", showarrow=False,
+                       xanchor="left", yanchor="bottom")
+    fig.update_xaxes(title_text=axis_label("key line to question end", "tokens") + "<br>(key depth: 0 = prompt start)",
+                     autorange="reversed", **ticks)
+    fig.update_yaxes(title_text=axis_label("loss on the key's digits", "nats/digit"), col=1)
+    fig.update_yaxes(title_text=axis_label("loss on the key's digits", "nats/digit"), col=2)
+    fig.update_yaxes(title_text=axis_label("exact match", "fraction of prompts"), range=[-0.05, 1.05], col=3)
+    examples = rows[0]["examples"]
+    fig.update_layout(title=f"Passkey by depth after the same training budget ({examples} keys per depth; "
+                            f"dotted: the key's repeat inside the key line)",
+                      height=480, width=1100, legend=dict(orientation="h", y=-0.42))
     return fig
