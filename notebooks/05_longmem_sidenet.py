@@ -36,7 +36,8 @@
 # - SideNet layer $j$ fuses local causal attention $A$ (with RoPE positions) and memory attention $M$ (no
 #   positions) by a learned gate per head: $\text{out} = (1-g_h)A + g_h M$, $g_h = \sigma(b_h)$, $b_h = 0$ at start.
 #   $j$ is the SideNet's last layer, not layer 0: layer 0 reads $H_0$, the token embedding, so its queries would
-#   depend on the current byte alone and could not look up the past by what came before.
+#   depend on the current byte alone and could not look up the past by what came before. $m$ is the backbone's
+#   Memorizing layer (notebook 03), whose keys were trained to be searched without positions.
 #
 # **What you will see.** Staleness measured (section 1); why the SideNet starts as the backbone, as arithmetic
 # (section 2); the data flow drawn from the model object (section 3); token-to-chunk retrieval on a toy bank, then

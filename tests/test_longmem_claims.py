@@ -43,6 +43,8 @@ def test_recorded_claims_hold_and_follow_from_their_rows(claims):
     losses = ev["mean_loss"]
     assert all(a > b for a, b in zip(losses, losses[1:])), f"loss must fall as memory grows: {losses} for {sizes}"
     assert claims["config"]["memory_layer"] > 0  # layer 0's memory queries would see only the current byte
+    attention = json.loads((SIDENET.parent / "tiny_memorizing.json").read_text())["config"]["attention"]
+    assert claims["config"]["source_layer"] == attention.index("memorizing")  # keys trained to be searched
     assert "longlab train-sidenet" in claims["command"]
 
 

@@ -3,8 +3,10 @@
 The backbone (default: the committed Memorizing checkpoint, run without memory: every layer dense) stays frozen;
 the SideNet (ceil(L / r) layers copied from the backbone, cross-network residuals) learns on the standard library's
 long source files read as document streams, with a per-lane chunked memory of --memory tokens written from
-backbone layer m. Then, on the held-out files (`longlab.tasks.held_out_long_files`, first --eval-bytes bytes, memory
-empty at each file's start): the frozen backbone alone vs SideNet + memory of 0, 1k, 4k, 16k tokens; every
+backbone layer m (by default the backbone's Memorizing layer: its keys were trained to be searched without
+positions) and read by the SideNet's last layer (layer 0 would query with the token embedding alone). Then, on
+the held-out files (`longlab.tasks.held_out_long_files`, first --eval-bytes bytes, memory empty at each file's
+start): the frozen backbone alone vs SideNet + memory of 0, 1k, 4k, 16k tokens; every
 backbone tensor compared with the checkpoint file; and staleness: the drift of cached keys while the Memorizing
 checkpoint keeps training, against the frozen backbone's (probed during SideNet training).
 Writes the SideNet checkpoint (backbone referenced by path + sha256, not copied) and the claims JSON, which
@@ -30,7 +32,9 @@ def register(parser) -> None:
                         help="SideNet layer with memory attention (default: the last; layer 0 reads the token "
                              "embedding, so its queries see only the current byte)")
     parser.add_argument("--source-layer", type=int, default=None,
-                        help="backbone layer whose keys/values are cached (default: the one that layer copies)")
+                        help="backbone layer whose keys/values are cached (default: the backbone's Memorizing layer, "
+                             "whose keys were trained to be searched without positions; else the layer the memory "
+                             "SideNet layer copies)")
     parser.add_argument("--chunk", type=int, default=4, help="csz, tokens per memory chunk")
     parser.add_argument("--topk", type=int, default=32, help="K, retrieved tokens per query (K / csz chunks)")
     parser.add_argument("--steps", type=int, default=200)
@@ -79,6 +83,8 @@ def main(args) -> int:
     train_docs, val_docs = split_source_documents()
     train_tokens, val_tokens = [d.tokens() for d in train_docs], [d.tokens() for d in val_docs]
     backbone, _ = load_checkpoint(args.backbone)
+    if args.source_layer is None and backbone.memory_layers():
+        args.source_layer = backbone.memory_layers()[0].layer_index
     torch.manual_seed(args.seed)
     model = LongMem(backbone, LongMemConfig(reduction=args.reduction, memory_layer=args.memory_layer,
                                             source_layer=args.source_layer, chunk_size=args.chunk, topk=args.topk,
