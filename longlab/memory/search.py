@@ -51,7 +51,8 @@ def exact_topk(
 
     def merge(final: bool) -> None:
         scores, index = torch.cat(kept_scores, dim=-1), torch.cat(kept_index, dim=-1)
-        scores, pick = scores.topk(k, dim=-1, sorted=final)
+        # Fewer than k candidates so far (chunks narrower than k): keep them all; the final merge has >= k.
+        scores, pick = scores.topk(min(k, scores.shape[-1]), dim=-1, sorted=final)
         kept_scores[:], kept_index[:] = [scores], [index.gather(-1, pick)]
 
     for start in range(0, num_keys, chunk):
