@@ -7,13 +7,14 @@ training windows from the training files, evaluation windows from the held-out f
 Training departs from RETRO's rule on purpose: for a share --train-own-file of the training chunks the
 neighbours are searched with the own file allowed. With the own file excluded, a 16-byte chunk's neighbours
 (keyed by a bag of bytes) rarely contain its continuation, so the block learns to ignore them (a model trained
-that way gained 0.0001 nats/byte from the exact continuation as a neighbour); training windows start on the
+that way did no better with the exact continuation as its neighbour than with a retrieved one: 2.3291 vs
+2.3292 nats/byte on the reading tokens, frozen 2.3918); training windows start on the
 chunk grid, so an own-file search finds the chunk itself, whose continuation is the text to predict: that
 teaches the block to copy when a neighbour matches. Evaluation is unchanged, so held-out numbers stay honest.
 Writes the retrieval-block checkpoint, the claims JSON and the evaluation windows with their neighbours
 (so `tests/test_retro_claim.py` re-checks the numbers without the 1 GB database).
 
-    longlab train-retro                      # the recorded run: ~10 min on one thread
+    longlab train-retro                      # the recorded run: ~20 min on one thread of a busy 2-core machine
     longlab train-retro --train-windows 32 --steps 20 --eval-bytes 512 --out /tmp/retro   # a smoke run
 """
 from __future__ import annotations
@@ -27,13 +28,13 @@ def register(parser) -> None:
     parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--context", type=int, default=256, help="window length N (multiple of --chunk)")
     parser.add_argument("--k", type=int, default=2, help="neighbours per chunk in training")
-    parser.add_argument("--train-own-file", type=float, default=0.5,
+    parser.add_argument("--train-own-file", type=float, default=0.4,
                         help="share of TRAINING chunks whose neighbours may come from their own file (evaluation "
                              "always excludes it); 0 = RETRO's rule")
     parser.add_argument("--train-windows", type=int, default=320, help="training windows searched once")
     parser.add_argument("--eval-bytes", type=int, default=1024, help="evaluated bytes per held-out file")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--seconds", type=float, default=900.0, help="training time limit (a safety stop)")
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--seconds", type=float, default=1500.0, help="training time limit (a safety stop)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--encoder-layers", type=int, default=1)
