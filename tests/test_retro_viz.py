@@ -47,4 +47,5 @@ def test_neighbours_table_and_result_figures():
     assert len(fig.data) == 3 and fig.data[1].x == (2,) and fig.data[2].y == (1.95,)
     assert len(loss_along_window_figure(torch.ones(2, 12), torch.zeros(2, 12), m).data) == 2
     bins = [{"overlap": "0-3", "chunks": 1, "mean_gain": 0.1, "share_of_gain": 1.0}]
-    assert len(gain_vs_overlap_figure([0.1], [2], bins).data) == 2
+    fig = gain_vs_overlap_figure([0.1], [2], bins)
+    assert len(fig.data) == 2 and fig.data[1].text == ("+0.10<br>1 chunks",)

@@ -111,8 +111,9 @@ def gain_vs_overlap_figure(gains: list[float], overlaps: list[int], bins: list[d
                              marker={"size": 4, "opacity": 0.5, "color": method_color("retro")}, showlegend=False),
                   row=1, col=1)
     fig.add_trace(go.Bar(x=[b["overlap"] for b in bins], y=[b["mean_gain"] for b in bins],
-                         text=[f"{b['chunks']} chunks<br>{100 * b['share_of_gain']:.0f}% of gain" for b in bins],
-                         marker_color=method_color("retro"), showlegend=False), row=1, col=2)
+                         # counts and means, not shares of the total: the total gain can be near 0 or negative
+                         text=[f"{b['mean_gain']:+.2f}<br>{b['chunks']} chunks" for b in bins], textposition="outside",
+                         cliponaxis=False, marker_color=method_color("retro"), showlegend=False), row=1, col=2)
     fig.add_hline(y=0, line_color=COLORS["muted"], row=1, col=1)
     fig.update_xaxes(title_text=axis_label("overlap: longest common substring", "bytes"), row=1, col=1)
     fig.update_xaxes(title_text=axis_label("overlap bin", "bytes"), row=1, col=2)
