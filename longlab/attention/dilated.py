@@ -67,11 +67,28 @@ def _branch(q_flat, k_flat, v_flat, pattern, branch, heads, n, causal, scale, de
 STREAM_ROWS = 2**19
 
 
+def _merge_into(out, lse, out_b, lse_b):
+    """In place: (out, lse) <- lse-merge of (out, lse) and the piece (out_b, lse_b); out (..., Dv) and lse (...)
+    may be strided views of the running output. lse_b is finite: every kept row sees at least itself."""
+    new = torch.logaddexp(lse, lse_b)
+    out.mul_(torch.exp(lse - new)[..., None]).add_(out_b.mul_(torch.exp(lse_b - new)[..., None]))
+    lse.copy_(new)
+
+
+def _kept_rows(t, head, offset, segments, m, r):
+    """(B, H, N, C) -> (B, segments, m, C): rows offset + r * (s * m + i) of `head`, a strided view (no copy)."""
+    return t[:, head, : segments * m * r].unflatten(1, (segments, m, r))[:, :, :, offset]
+
+
 def _stream_merge(q_flat, k_flat, v_flat, pattern, heads, n, causal, scale, dedupe, dv):
     """Forward without autograd: merge each piece into a running (out, lse) as soon as it is computed (paper
     eq. 10 one piece at a time: lse <- log(e^lse + e^lse_b), out <- out e^(lse_old - lse) + out_b e^(lse_b - lse)).
     Blocks are cut into runs of whole segments of about STREAM_ROWS rows, so the peak is the output plus one
-    run: O(N D), not O(branches N D). Same result as `_merge_branches` up to rounding."""
+    run: O(N D), not O(branches N D). Same result as `_merge_branches` up to rounding.
+
+    A branch's full segments keep, per head, the rows offset + r t: a strided view. They are attended and merged
+    head by head through such views (no index gathers, the merge in place: ~3x faster than index_select /
+    index_copy on CPU); only a partial last segment goes through row indices."""
     bsz = q_flat.shape[0]
     rows_total = bsz * heads * n
     flat = [t.reshape(rows_total, t.shape[-1]) for t in (q_flat, k_flat, v_flat)]
@@ -84,32 +101,47 @@ def _stream_merge(q_flat, k_flat, v_flat, pattern, heads, n, causal, scale, dedu
         out, lse, blocks = out.reshape(rows_total, dv), lse.reshape(rows_total), blocks[1:]
     if out is None:
         out, lse = q_flat.new_zeros(rows_total, dv), q_flat.new_full((rows_total,), float("-inf"))
+    per_head = [t.reshape(bsz, heads, n, t.shape[-1]) for t in (q_flat, k_flat, v_flat)]
+    per_head.append(out.view(bsz, heads, n, dv))  # views: the merge writes through them
+    per_head.append(lse.view(bsz, heads, n, 1))
     for block in blocks:
         m = block.rows
-        index = None if block.identity else batch_rows(block.flat_index(n, q_flat.device), bsz, heads * n)
-        segments = (rows_total if index is None else index.numel()) // m  # over batch, heads and segments
         log_w = None
         if dedupe:
-            mult = block_multiplicity(pattern, block, heads, n).to(q_flat.device)
-            log_w = -mult.to(q_flat.dtype).log().reshape(1, -1, m, m).expand(bsz, -1, -1, -1).reshape(1, -1, m, m)
+            mult = block_multiplicity(pattern, block, heads, n).to(q_flat.device)  # (G, S, m, m)
+            log_w = -mult.to(q_flat.dtype).log()
         step = max(1, min(STREAM_ROWS, rows_total // 16) // m)  # a run: at most 1/16 of the rows
+
+        def run(qb, kb, vb, bias):  # bias: the dedupe log-weights of these segments (broadcast over the batch)
+            if dedupe:
+                return _biased_attention(qb, kb, vb, bias, causal, scale)
+            return attend(qb, kb, vb, causal=causal, scale=scale)
+
+        if block.strided is not None:
+            _, r, offsets = block.strided
+            for g, (h, o) in enumerate(zip(block.head_ids, offsets)):
+                q_h, k_h, v_h, out_h, lse_h = (_kept_rows(t, h, o, block.segments, m, r) for t in per_head)
+                for start in range(0, block.segments, step):
+                    stop = min(block.segments, start + step)
+                    bias = None if log_w is None else log_w[g, start:stop]
+                    out_b, lse_b = run(q_h[:, start:stop], k_h[:, start:stop], v_h[:, start:stop], bias)
+                    _merge_into(out_h[:, start:stop], lse_h[:, start:stop, :, 0], out_b, lse_b)
+            continue
+        index = None if block.identity else batch_rows(block.flat_index(n, q_flat.device), bsz, heads * n)
+        segments = (rows_total if index is None else index.numel()) // m  # over batch, heads and segments
+        if log_w is not None:  # (1, B * G * S, m, m) in the order of the gathered rows
+            flat_w = log_w.reshape(1, -1, m, m).expand(bsz, -1, -1, -1).reshape(1, -1, m, m)
         for start in range(0, segments, step):
             stop = min(segments, start + step)
             rows = (torch.arange(start * m, stop * m, device=q_flat.device) if index is None
                     else index[start * m: stop * m])
             qb, kb, vb = (t.index_select(0, rows).view(1, -1, m, t.shape[-1]) for t in flat)
-            if dedupe:
-                out_b, lse_b = _biased_attention(qb, kb, vb, log_w[:, start:stop], causal, scale)
-            else:
-                out_b, lse_b = attend(qb, kb, vb, causal=causal, scale=scale)
+            out_b, lse_b = run(qb, kb, vb, None if log_w is None else flat_w[:, start:stop])
             del qb, kb, vb
-            out_b, lse_b = out_b.reshape(-1, dv), lse_b.reshape(-1)
-            old = lse.index_select(0, rows)
-            new = torch.logaddexp(old, lse_b)  # lse_b is finite: every kept row sees at least itself
-            running = out.index_select(0, rows).mul_(torch.exp(old - new)[:, None])
-            running.add_(out_b.mul_(torch.exp(lse_b - new)[:, None]))
+            running, old = out.index_select(0, rows), lse.index_select(0, rows)
+            _merge_into(running, old, out_b.reshape(-1, dv), lse_b.reshape(-1))
             out.index_copy_(0, rows, running)
-            lse.index_copy_(0, rows, new)
+            lse.index_copy_(0, rows, old)
             del out_b, lse_b, running
     return out.view(bsz, heads, n, dv), lse.view(bsz, heads, n)
 
