@@ -38,15 +38,21 @@ def test_search_matches_brute_force(device, normalize):
     assert (res.scores[..., :-1] >= res.scores[..., 1:]).all()
 
 
-@given(n=st.integers(1, 300), k=st.integers(1, 40), chunk=st.integers(1, 128), group=st.integers(1, 8))
-@example(n=10, k=10, chunk=1, group=32)  # chunks narrower than k: an intermediate merge has fewer than k candidates
-@example(n=300, k=3, chunk=96, group=8)  # the group-max pre-selection on every full chunk, a plain top-k on the last
-def test_exact_topk_any_chunk(n, k, chunk, group):
+@given(n=st.integers(1, 300), k=st.integers(1, 40), chunk=st.integers(1, 128), group=st.integers(1, 8),
+       method=st.sampled_from(["blocks", "threshold"]), scaled=st.booleans())
+@example(n=10, k=10, chunk=1, group=32, method="blocks", scaled=False)  # chunks narrower than k: an intermediate
+# merge has fewer than k candidates
+@example(n=300, k=3, chunk=96, group=8, method="blocks", scaled=False)  # the group-max pre-selection on every full
+# chunk, a plain top-k on the last
+@example(n=3, k=3, chunk=1, group=2, method="threshold", scaled=False)  # blocks rounded up to hold k keys
+@example(n=300, k=3, chunk=40, group=8, method="threshold", scaled=True)  # thresholds on groups, a ragged last block
+def test_exact_topk_any_chunk(n, k, chunk, group, method, scaled):
     gen = torch.Generator().manual_seed(n * 1000 + k)
     q, keys = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64), torch.randn(2, n, 4, generator=gen,
                                                                                      dtype=torch.float64)
-    scores, idx = exact_topk(q, keys, k, chunk=chunk, group=group)
-    want_scores, want_idx = brute_topk(q, keys, k)
+    scale = torch.rand(2, n, generator=gen, dtype=torch.float64) if scaled else None
+    scores, idx = exact_topk(q, keys, k, key_scale=scale, chunk=chunk, group=group, method=method)
+    want_scores, want_idx = brute_topk(q, keys if scale is None else keys * scale[..., None], k)
     torch.testing.assert_close(scores, want_scores)
     assert torch.equal(idx, want_idx)
 
