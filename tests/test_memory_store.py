@@ -45,7 +45,8 @@ def test_search_matches_brute_force(device, normalize):
 @example(n=300, k=3, chunk=96, group=8, method="blocks", scaled=False)  # the group-max pre-selection on every full
 # chunk, a plain top-k on the last
 @example(n=3, k=3, chunk=1, group=2, method="threshold", scaled=False)  # blocks rounded up to hold k keys
-@example(n=300, k=3, chunk=40, group=8, method="threshold", scaled=True)  # thresholds on groups, a ragged last block
+@example(n=301, k=3, chunk=8, group=2, method="threshold", scaled=True)  # 16 warm blocks, thresholds on groups,
+# a ragged last block
 def test_exact_topk_any_chunk(n, k, chunk, group, method, scaled):
     gen = torch.Generator().manual_seed(n * 1000 + k)
     q, keys = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64), torch.randn(2, n, 4, generator=gen,
@@ -55,6 +56,20 @@ def test_exact_topk_any_chunk(n, k, chunk, group, method, scaled):
     want_scores, want_idx = brute_topk(q, keys if scale is None else keys * scale[..., None], k)
     torch.testing.assert_close(scores, want_scores)
     assert torch.equal(idx, want_idx)
+
+
+@pytest.mark.parametrize("planted", [5, 150, 299])  # in the warm blocks, in a grouped block, in the ragged last one
+def test_threshold_search_finds_a_planted_best_key_in_any_block(planted):
+    """301 keys, blocks of 8 (16 warm ones, then groups of 2, a last block of 5): the key planted to be every
+    query's best is found, with the rest of the top-k, wherever it sits."""
+    gen = torch.Generator().manual_seed(planted)
+    q, keys = torch.randn(1, 6, 4, generator=gen, dtype=torch.float64), torch.randn(1, 301, 4, generator=gen,
+                                                                                     dtype=torch.float64)
+    keys[0, planted] = 50 * q[0].mean(0)  # far above every other score for queries sharing that direction
+    scores, idx = exact_topk(q, keys, 4, chunk=8, group=2, method="threshold")
+    want_scores, want_idx = brute_topk(q, keys, 4)
+    assert torch.equal(idx, want_idx) and (idx == planted).any()
+    torch.testing.assert_close(scores, want_scores)
 
 
 def test_fifo_eviction_drops_exactly_oldest():

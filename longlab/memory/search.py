@@ -26,6 +26,7 @@ MERGE_EVERY = 8
 GROUP = 32
 # Keys per block of the threshold path (1024 queries x 4096 keys = 16 MB of scores; 2k-32k measured alike).
 THRESHOLD_CHUNK = 4096
+WARM_BLOCKS = 16  # blocks searched the per-block way first, for the starting thresholds
 
 
 def _chunk_candidates(block: torch.Tensor, k: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,29 +144,31 @@ class _Candidates:
 def threshold_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, key_scale: torch.Tensor | None = None,
                    chunk: int = THRESHOLD_CHUNK, group: int = GROUP) -> tuple[torch.Tensor, torch.Tensor]:
     """`exact_topk` for CPUs, same arguments and result: blocks are scored keys-major (H, chunk, nq) into one
-    reused buffer; the first block's top-k gives every query a threshold (its k-th best so far), and in every
-    later block only the groups of `group` keys whose maximum reaches that threshold are kept (a group below it
-    cannot hold a final top-k key). After the first few blocks almost no group passes, so the work per block
-    is the matmul, one max pass and one compare over 1/group of the scores."""
+    reused buffer; the top-k of the first WARM_BLOCKS blocks gives every query a threshold (its k-th best so
+    far), and in every later block only the groups of `group` keys whose maximum reaches that threshold are kept
+    (a group below it cannot hold a final top-k key). Then almost no group passes, so the work per block is the
+    matmul, one max pass and one compare over 1/group of the scores. Memories of up to WARM_BLOCKS blocks are
+    searched the per-block way only."""
     heads, num_queries, _ = queries.shape
     num_keys = keys.shape[1]
     k = min(k, num_keys)
     chunk = -(-max(chunk, k, group) // group) * group  # whole groups, and the first block holds >= k keys
-    if k == 0 or num_queries == 0 or num_keys <= chunk:
-        return exact_topk(queries, keys, k, key_scale=key_scale, chunk=chunk, group=1, method="blocks")
+    # The first WARM_BLOCKS blocks go through the per-block path: their top-k gives every query a threshold high
+    # enough that later blocks pass only a few groups (a threshold from one small block lets many through).
+    warm = WARM_BLOCKS * chunk
+    if k == 0 or num_queries == 0 or num_keys <= warm:
+        return exact_topk(queries, keys, k, key_scale=key_scale, group=group, method="blocks")
+    scores, index = exact_topk(queries, keys[:, :warm], k, None if key_scale is None else key_scale[:, :warm],
+                               group=group, method="blocks")
+    kept = _Candidates(scores.reshape(-1, k), index.reshape(-1, k))
     rows_of = torch.arange(heads * num_queries, device=queries.device).view(heads, 1, num_queries)
     q_t = queries.transpose(1, 2)  # (H, D, nq)
     buffer = queries.new_empty(heads, chunk, num_queries)
-    kept = None
-    for start in range(0, num_keys, chunk):
+    for start in range(warm, num_keys, chunk):
         stop = min(num_keys, start + chunk)
         block = torch.bmm(keys[:, start:stop], q_t, out=buffer[:, : stop - start])  # (H, C, nq)
         if key_scale is not None:
             block *= key_scale[:, start:stop, None]
-        if kept is None:  # the first block: its top-k per query starts the running top-k and the thresholds
-            scores, index = block.topk(k, dim=1, sorted=False)
-            kept = _Candidates(scores.transpose(1, 2).reshape(-1, k), index.transpose(1, 2).reshape(-1, k) + start)
-            continue
         width = stop - start
         groups = width // group
         if groups == 0 or width % group:  # a last block not cut evenly: every score of it is a candidate
