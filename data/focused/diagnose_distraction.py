@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 from pathlib import Path
 
 import torch
 from make_distraction import CHECKPOINTS, focused_from_base, held_out_documents
 
-from longlab.io import atomic_write
+from longlab.io import write_json
 from longlab.memory.focused.crossbatch import CrossbatchBatch, CrossbatchBatches, distraction_ratio, make_layout
 from longlab.models import load_checkpoint
 
@@ -127,7 +126,7 @@ def main() -> None:
         "window": args.window, "lanes": args.lanes, "seed": args.seed, "d": 8, "models": rows,
         "content_matching_ceiling": {"sharpness_beta": SHARPNESS, "r_8_by_ngram": ceiling},
     }
-    atomic_write(RESULT, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    write_json(RESULT, record)
     print(f"wrote {RESULT}")
 
 

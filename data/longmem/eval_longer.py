@@ -7,14 +7,13 @@ backbone. Writes data/longmem/eval_<bytes>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from longlab.io import atomic_write
+from longlab.io import write_json
 from longlab.memory.longmem.evaluate import longmem_sweep
 from longlab.memory.longmem.model import load_longmem
 from longlab.tasks import held_out_long_files
@@ -40,7 +39,7 @@ def main(argv=None) -> None:
                       "empty at each file's start; windows as memory_eval.loss_vs_memory",
               "eval_bytes": args.eval_bytes, **sweep, "eval_s": round(time.perf_counter() - start, 1)}
     out = HERE / f"eval_{args.eval_bytes}.json"
-    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    write_json(out, record)
     print(f"backbone {sweep['mean_backbone']:.4f}; " + ", ".join(
         f"{s}: {v:.4f}" for s, v in zip(sizes, sweep["mean_loss"])) + f"; wrote {out}")
 

@@ -57,13 +57,12 @@ def _windows(db, encoder, docs, picks, args, k, allow_same_doc, cache):
 
 
 def main(args) -> int:
-    import json
     import time
     from pathlib import Path
 
     import torch
 
-    from ..io import atomic_write
+    from ..io import write_json
     from ..memory.retro.data import exact_continuation_windows, window_starts
     from ..memory.retro.db import RetroDatabase
     from ..memory.retro.encoder import DEFAULT_CHECKPOINT, ChunkEncoder
@@ -149,7 +148,7 @@ def main(args) -> int:
                decoder_path=DEFAULT_CHECKPOINT)
     eval_w.save(out / "eval_windows.safetensors")
     leak_w.save(out / "leak_windows.safetensors")
-    atomic_write(out / "retro_claims.json", lambda tmp: Path(tmp).write_text(json.dumps(claims, indent=1)))
+    write_json(out / "retro_claims.json", claims)
     print(f"held-out loss: frozen {mean['0']:.4f}, with retrieval (k={args.k}) {mean[str(args.k)]:.4f} nats/byte; "
           f"by k {', '.join(f'{k}: {v:.4f}' for k, v in mean.items())}; same-doc allowed {leak.mean().item():.4f}; "
           f"shuffled neighbours {shuffled.mean().item():.4f}; readers with the exact continuation as neighbour "

@@ -58,13 +58,12 @@ def register(parser) -> None:
 
 
 def main(args) -> int:
-    import json
     import time
     from pathlib import Path
 
     import torch
 
-    from ..io import atomic_write
+    from ..io import write_json
     from ..memory.longmem.evaluate import backbone_unchanged, longmem_sweep
     from ..memory.longmem.model import LongMem, LongMemConfig, file_sha256, save_longmem
     from ..memory.longmem.staleness import (
@@ -137,7 +136,7 @@ def main(args) -> int:
                                                   "train_history": trained.history})
     claims_path = Path(args.claims)
     claims_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(claims_path, lambda tmp: Path(tmp).write_text(json.dumps(claims, indent=1) + "\n"))
+    write_json(claims_path, claims)
     means = ", ".join(f"{s}: {v:.4f}" for s, v in zip(sizes, sweep["mean_loss"]))
     print(f"held-out mean loss: frozen backbone {sweep['mean_backbone']:.4f}; SideNet + memory {{{means}}} nats/byte")
     print(f"key drift after {stale.steps} Memorizing steps: {stale.history[-1]['drift']:.3g}; frozen backbone after "

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ...checks import int_at_least, positive_int
-from ...io import atomic_write
+from ...io import atomic_write, write_json
 from ...models.tiny import check_tokens
 from .sidenet import SideNet
 
@@ -179,7 +179,7 @@ def save_longmem(model: LongMem, path, backbone_path, info: dict | None = None) 
             "info": info or {}}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.side.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    write_json(path.with_suffix(".json"), meta)
     return path
 
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ...io import atomic_write
+from ...io import atomic_write, write_json
 from .cca import chunk_of_token
 
 
@@ -117,7 +117,6 @@ def save_retro(model, path, info: dict, decoder_path=None) -> Path:
 
     `decoder_path` (the frozen decoder's checkpoint) is recorded relative to the saved file, so `load_retro`
     finds it from any working directory."""
-    import json
     import os
 
     path = Path(path)
@@ -126,7 +125,7 @@ def save_retro(model, path, info: dict, decoder_path=None) -> Path:
     if decoder_path is not None:
         meta["decoder"] = os.path.relpath(Path(decoder_path).resolve(), path.resolve().parent)
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
-    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    write_json(path.with_suffix(".json"), meta)
     return path
 
 
