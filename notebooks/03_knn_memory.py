@@ -215,8 +215,9 @@ display(answer(
 # ## 3. Exact vs approximate search
 #
 # At 262k memory tokens the paper uses approximate kNN (ScaNN). Here: the layer's real memory keys, searched
-# exactly (`torch`, chunked matmul + top-k) and by faiss (`flat` exact, `hnsw` graph, `ivf` clusters): recall
-# is the fraction of the exact top-k each index finds. (`longlab bench memory` times 1M keys against faiss.)
+# exactly (`torch`: blocks of scores, keeping only the groups of keys that can still enter a query's top-k) and
+# by faiss (`flat` exact, `hnsw` graph, `ivf` clusters): recall is the fraction of the exact top-k each index
+# finds. (`longlab bench memory` times 1M keys against faiss.)
 
 # %%
 try:
