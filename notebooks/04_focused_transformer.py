@@ -320,6 +320,13 @@ for name, key in (("focused (one softmax)", "focused"), ("memorizing (gate)", "m
                      "accuracy 16 L": m["accuracy"]["16L_memory"], "accuracy 64 L": m["accuracy"]["64L_memory"]})
 if rows:
     display(Markdown(markdown_table(rows)))
+    if len(rows) == 2:
+        gap = rows[0]["final value loss"] - rows[1]["final value loss"]
+        learnt = any(r["accuracy 16 L"] > 0 for r in rows)
+        display(Markdown(f"Value loss, one softmax minus gate: {gap:+.3f} nats/byte (chance: ln 26 = "
+                         f"{math.log(26):.3f}); " + ("at least one of them answers lookups from memory."
+                                                     if learnt else "neither answers a lookup from memory at "
+                                                     "this budget, so the race has no winner yet.")))
     display(comparison_figure([{"model": r["model"], "accuracy": r["accuracy 16 L"]} for r in rows], "accuracy",
                               "fraction", "dictionary lookup, 16 L back: one softmax vs gate"))
 else:

@@ -16,6 +16,11 @@ the previous window, detached, as that layer trains), same batches, steps and le
     .venv/bin/python data/focused/make_dictionary.py train --layer memorizing
     .venv/bin/python data/focused/make_dictionary.py measure      # writes data/focused/dictionary.json
 
+From scratch with another shape: --from-scratch --kinds dense,MEMORY (layer kinds, MEMORY = --layer),
+--key-schedule '2:1000,3:1800,4' (key length by step: short keys first), --value-len 1, --lanes 64. Explored, not
+recorded (data/focused/README.md): 64 lanes start to learn the lookup where 16 lanes stay at chance, but too
+slowly for this budget.
+
 The d = 1 branch for an equal-budget r_d comparison: train --schedule 1 --resume /tmp/focused_dictionary_step1000.pt
 --out data/checkpoints/focused_dictionary_plain.safetensors (measure then records it). The recorded run did the
 first and the last command; the d = 1 branch and the memorizing run were stopped for CPU.
@@ -45,12 +50,16 @@ BASE = ROOT / "data" / "checkpoints" / "tiny_memorizing.safetensors"
 WINDOW = 64
 
 
-def make_model(layer: str, memory_size: int = 4096, init: bool = True) -> TinyLM:
-    """3 layers (dense, `layer`, dense), d_model 128, 4 heads, L = 64; init: start from the committed source-code
-    checkpoint's weights (data/checkpoints/tiny_memorizing, a pretrained byte LM, as the paper fine-tunes
-    pretrained models); a Focused layer takes the kNN layer's q/k/v/out weights, a Memorizing layer all of it."""
-    model = TinyLM(TinyLMConfig(context=WINDOW, d_model=128, n_layers=3, n_heads=4,
-                                attention=("dense", layer, "dense"), memory_size=memory_size, memory_topk=32))
+def make_model(layer: str, memory_size: int = 4096, init: bool = True, kinds: str = "dense,MEMORY,dense") -> TinyLM:
+    """Layers `kinds` (MEMORY = `layer`; default 3: dense, `layer`, dense), d_model 128, 4 heads, L = 64; init:
+    start from the committed source-code checkpoint's weights (data/checkpoints/tiny_memorizing, a pretrained
+    byte LM, as the paper fine-tunes pretrained models; the default kinds only); a Focused layer takes the kNN
+    layer's q/k/v/out weights, a Memorizing layer all of it."""
+    attention = tuple(layer if kind == "MEMORY" else kind for kind in kinds.split(","))
+    if init and attention != ("dense", layer, "dense"):
+        raise ValueError(f"the source checkpoint has 3 layers (dense, memory, dense); {kinds!r} needs --from-scratch")
+    model = TinyLM(TinyLMConfig(context=WINDOW, d_model=128, n_layers=len(attention), n_heads=4,
+                                attention=attention, memory_size=memory_size, memory_topk=32))
     return load_base_weights(model, FOCUSED_DROPS if layer == "focused" else set()) if init else model
 
 
@@ -66,11 +75,12 @@ def step_loss(model, layer: str, batch):
 
 def train_variant(layer: str, steps: int, lanes: int, lr: float, schedule: str, seed: int, init: bool,
                   local_defs: int, save_at: int | None = None, resume: str | None = None,
-                  out: str | None = None) -> None:
+                  out: str | None = None, kinds: str = "dense,MEMORY,dense", key_schedule: str = "4",
+                  value_len: int = 3) -> None:
     torch.manual_seed(seed)
-    model = make_model(layer, init=init).train()
+    model = make_model(layer, init=init, kinds=kinds).train()
     rng = random.Random(seed)
-    d_of = DSchedule(schedule)
+    d_of, key_len_of = DSchedule(schedule), DSchedule(key_schedule)  # key length: short keys first (curriculum)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     first_step, history = 0, []
     if resume:  # a branch point written by --save-at: weights, optimizer and data stream exactly as they were
@@ -86,22 +96,25 @@ def train_variant(layer: str, steps: int, lanes: int, lr: float, schedule: str, 
                         "step": step, "history": history}, f"/tmp/{layer}_dictionary_step{step}.pt")
 
     def step_loss_at(step):
-        d = d_of(step) if layer == "focused" else 1
-        return step_loss(model, layer, lookup_batch(lanes, WINDOW, d, rng, local_defs=local_defs)), {"d": d}
+        d, key_len = (d_of(step) if layer == "focused" else 1), key_len_of(step)
+        batch = lookup_batch(lanes, WINDOW, d, rng, key_len, value_len, local_defs=local_defs)
+        return step_loss(model, layer, batch), {"d": d, "key_len": key_len}
 
     timing = fine_tune(model, step_loss_at, steps, lr, schedule=warmup_cosine(lr, 50, steps), label=layer,
                        metric="value_loss", optimizer=optimizer, first_step=first_step, history=history,
                        before_step=save_branch_point)
-    info = {"layer": layer, "steps": steps, "lanes": lanes, "lr": lr, "local_defs": local_defs,
+    info = {"layer": layer, "steps": steps, "lanes": lanes, "lr": lr, "local_defs": local_defs, "kinds": kinds,
+            "key_schedule": key_schedule, "key_len": key_len_of(steps), "value_len": value_len,
             "schedule": schedule if layer == "focused"
             else "memory of the previous window (d = 1)", "seed": seed, "window": WINDOW,
             **timing, "init": "data/checkpoints/tiny_memorizing.safetensors" if init else "random"}
     print(f"wrote {save_checkpoint(model, out or CHECKPOINTS[layer], info)}")
 
 
-def accuracy(model, windows: int, questions: int, memory: bool, seed: int, oldest: bool = True) -> float:
+def accuracy(model, windows: int, questions: int, memory: bool, seed: int, oldest: bool = True,
+             key_len: int = 4, value_len: int = 3) -> float:
     """Questions about the oldest window's keys (definitions windows * L tokens back), or any key."""
-    book = make_window_dictionary(windows, WINDOW, seed=seed)
+    book = make_window_dictionary(windows, WINDOW, key_len, value_len, seed=seed)
     per_window = len(book.keys) // windows
     rng = random.Random(seed + 1)
     pool = range(per_window) if oldest else range(len(book.keys))
@@ -110,14 +123,15 @@ def accuracy(model, windows: int, questions: int, memory: bool, seed: int, oldes
 
 
 @torch.no_grad()
-def lookup_distraction(model, d_values=(1, 2, 4, 8, 16), lanes: int = 16, batches: int = 2, seed: int = 0) -> dict:
+def lookup_distraction(model, d_values=(1, 2, 4, 8, 16), lanes: int = 16, batches: int = 2, seed: int = 0,
+                       key_len: int = 4, value_len: int = 3) -> dict:
     """r_d on the lookup task at the answer positions only (the queries that need the positive window): the
     same dictionaries for every d, only the negatives (other lanes' definition windows) change."""
     out = {}
     for d in d_values:
         rng, values = random.Random(seed), []
         for _ in range(batches):
-            batch = lookup_batch(lanes, WINDOW, d, rng)
+            batch = lookup_batch(lanes, WINDOW, d, rng, key_len, value_len)
             _, reads = crossbatch_loss(model.eval(), batch, return_retrievals=True)
             log_mass = reads[1].extras["crossbatch_log_mass"]  # (b, H, N, d); shares can fall below float range
             answer_rows = (batch.curr_y != IGNORE)[:, None, :].expand(-1, log_mass.shape[1], -1)
@@ -136,32 +150,34 @@ def measure(questions: int, sweep: list[int], seed: int) -> dict:
         if not path.exists():
             continue
         model, info = load_checkpoint(path)
+        shape = {"key_len": info.get("key_len", 4), "value_len": info.get("value_len", 3)}  # the trained task
         torch.manual_seed(seed)
         row = {"train": info, "accuracy": {}}
         for windows in (16, 64):
             for memory in (True, False):
                 key = f"{windows}L_{'memory' if memory else 'no_memory'}"
-                row["accuracy"][key] = accuracy(model, windows, questions, memory, seed + windows)
+                row["accuracy"][key] = accuracy(model, windows, questions, memory, seed + windows, **shape)
                 print(f"{layer}: {key}: {row['accuracy'][key]:.3f}", flush=True)
         if layer == "focused":
             row["sweep"] = []
             for tokens in sweep:
                 windows = max(1, tokens // WINDOW)
                 start = time.perf_counter()
-                acc = accuracy(model, windows, questions, True, seed + 7 * windows, oldest=False)
+                acc = accuracy(model, windows, questions, True, seed + 7 * windows, oldest=False, **shape)
                 row["sweep"].append({"tokens_in_memory": windows * WINDOW, "accuracy": acc,
                                      "seconds": time.perf_counter() - start})
                 print(f"sweep {windows * WINDOW} tokens: {acc:.3f} ({row['sweep'][-1]['seconds']:.0f} s)", flush=True)
         if layer == "focused":
-            row["lookup_r_d"] = lookup_distraction(model, seed=seed)
+            row["lookup_r_d"] = lookup_distraction(model, seed=seed, **shape)
             print(f"lookup r_d (d = 8 phase): {row['lookup_r_d']}", flush=True)
         result["models"][layer] = row
         write_json(RESULT, result)
     if PLAIN.exists():
         model, info = load_checkpoint(PLAIN)
-        result["models"]["focused_plain"] = {"train": info, "lookup_r_d": lookup_distraction(model, seed=seed),
-                                             "accuracy": {f"{w}L_memory": accuracy(model, w, questions, True,
-                                                                                   seed + w) for w in (16, 64)}}
+        shape = {"key_len": info.get("key_len", 4), "value_len": info.get("value_len", 3)}
+        result["models"]["focused_plain"] = {
+            "train": info, "lookup_r_d": lookup_distraction(model, seed=seed, **shape),
+            "accuracy": {f"{w}L_memory": accuracy(model, w, questions, True, seed + w, **shape) for w in (16, 64)}}
         print(f"plain branch: {result['models']['focused_plain']}", flush=True)
         write_json(RESULT, result)
     print(f"wrote {RESULT}")
@@ -182,10 +198,14 @@ def main() -> None:
     parser.add_argument("--resume", default=None, help="continue from a --save-at branch point (/tmp/*.pt)")
     parser.add_argument("--out", default=None, help="checkpoint path (default data/checkpoints/<layer>_dictionary)")
     parser.add_argument("--local-defs", type=int, default=2, help="definitions at the start of each current window")
+    parser.add_argument("--kinds", default="dense,MEMORY,dense", help="layer kinds, MEMORY = --layer (from scratch)")
+    parser.add_argument("--key-schedule", default="4", help="key length by step, e.g. '2:1000,3:1600,4'")
+    parser.add_argument("--value-len", type=int, default=3, help="bytes per value")
     args = parse(parser)
     if args.stage == "train":
         train_variant(args.layer, args.steps, args.lanes, args.lr, args.schedule, args.seed, not args.from_scratch,
-                      args.local_defs, args.save_at, args.resume, args.out)
+                      args.local_defs, args.save_at, args.resume, args.out, args.kinds, args.key_schedule,
+                      args.value_len)
     else:
         measure(args.questions, args.sweep, args.seed)
 
