@@ -82,11 +82,11 @@ from longlab.tasks import load_source_documents, split_source_documents
 from viz.dilated_explorer import markdown_table
 from viz.focused import (
     accuracy_figure,
-    comparison_figure,
     crossbatch_layout_explorer,
     distraction_figure,
     head_mass_figure,
     retrieved_rows,
+    value_loss_race_figure,
 )
 from viz.teaching import answer
 
@@ -312,10 +312,11 @@ else:
 # previous window, detached, two softmaxes mixed by a learned gate) instead of the Focused layer.
 
 # %%
-rows = []
+rows, histories = [], {}
 for name, key in (("focused (one softmax)", "focused"), ("memorizing (gate)", "memorizing")):
     if dictionary is not None and key in dictionary["models"]:
         m = dictionary["models"][key]
+        histories[name] = m["train"]["history"]
         rows.append({"model": name, "final value loss": round(m["train"]["history"][-1]["value_loss"], 4),
                      "accuracy 16 L": m["accuracy"]["16L_memory"], "accuracy 64 L": m["accuracy"]["64L_memory"]})
 if rows:
@@ -327,8 +328,8 @@ if rows:
                          f"{math.log(26):.3f}); " + ("at least one of them answers lookups from memory."
                                                      if learnt else "neither answers a lookup from memory at "
                                                      "this budget, so the race has no winner yet.")))
-    display(comparison_figure([{"model": r["model"], "accuracy": r["accuracy 16 L"]} for r in rows], "accuracy",
-                              "fraction", "dictionary lookup, 16 L back: one softmax vs gate"))
+    display(value_loss_race_figure(histories, math.log(26),
+                                   "the same lookup batches: value loss while training, one softmax vs gate"))
 else:
     display(Markdown("*Not recorded in this checkout: `data/focused/make_dictionary.py train --layer memorizing`.*"))
 

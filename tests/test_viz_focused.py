@@ -14,12 +14,12 @@ from longlab.memory.focused.crossbatch import make_layout  # noqa: E402
 from longlab.memory.lanes import Retrieval  # noqa: E402
 from viz.focused import (  # noqa: E402
     accuracy_figure,
-    comparison_figure,
     crossbatch_layout_explorer,
     crossbatch_layout_figure,
     distraction_figure,
     head_mass_figure,
     retrieved_rows,
+    value_loss_race_figure,
 )
 
 
@@ -37,7 +37,9 @@ def test_curves_tables_and_bars():
     fig = distraction_figure({"plain": {1: 1.0, 2: 0.5, 4: 0.25}, "focused": {"1": 1.0, "2": 0.8, "4": 0.6}})
     assert list(fig.data[0].y) == [1.0, 0.5, 0.25] and list(fig.data[2].y) == [1.0, 0.8, 0.6]
     assert list(accuracy_figure({"m": [(1024, 0.5), (4096, 0.25)]}, "t", "x").data[0].y) == [0.5, 0.25]
-    assert list(comparison_figure([{"model": "focused", "acc": 0.9}], "acc", "fraction", "t").data[0].y) == [0.9]
+    race = value_loss_race_figure({"focused": [{"step": 50, "value_loss": 3.3}, {"step": 100, "value_loss": 3.1}],
+                                   "memorizing": [{"step": 50, "value_loss": 3.2}]}, 3.258, "t")
+    assert [list(t.y) for t in race.data] == [[3.3, 3.1], [3.2]] and race.layout.shapes[0].y0 == 3.258
     assert list(head_mass_figure(torch.tensor([0.5, 0.25]), "t").data[0].y) == [0.5, 0.25]
     text = torch.tensor(list(b"abcd:xyz;efgh:uvw;"))
     ret = Retrieval(positions=torch.tensor([[[5, 14]]]), doc_ids=torch.zeros(1, 1, 2, dtype=torch.long),

@@ -90,16 +90,19 @@ def accuracy_figure(series: dict, title: str, x_title: str) -> go.Figure:
     return fig
 
 
-def comparison_figure(rows: list[dict], metric: str, unit: str, title: str) -> go.Figure:
-    """One bar per row ({"model": name, metric: value}), e.g. FoT against Memorizing."""
-    names = [r["model"] for r in rows]
-    values = [r[metric] for r in rows]
-    fig = go.Figure(go.Bar(x=names, y=values, text=[f"{v:.3f}" for v in values], textposition="outside",
-                           marker_color=[method_color("focused" if "oc" in n.lower() else "memorizing")
-                                         for n in names]))
-    fig.update_layout(title=title, xaxis_title="layer", yaxis_title=axis_label(metric.replace("_", " "), unit),
-                      yaxis_rangemode="tozero", showlegend=False)  # all-zero bars would otherwise sit mid-axis
-    return fig
+def value_loss_race_figure(histories: dict, chance: float, title: str) -> go.Figure:
+    """Value loss (each point the mean of the last 25 steps) against training step for models trained on the
+    same batches: histories {name: [{"step", "value_loss"}, ...]}; the loss of guessing a value letter uniformly
+    as a grey dashed line. The first model solid, the others dotted."""
+    fig = go.Figure()
+    for i, (name, history) in enumerate(histories.items()):
+        fig.add_trace(go.Scatter(x=[r["step"] for r in history], y=[r["value_loss"] for r in history], name=name,
+                                 mode="lines", line=dict(color=series_color(name, i), width=3,
+                                                         dash="solid" if i == 0 else "dot")))
+    fig.add_hline(y=chance, line=dict(color=COLORS["muted"], dash="dash"),
+                  annotation_text=f"chance {chance:.3f}", annotation_position="bottom right")
+    return fig.update_layout(title=title, xaxis_title=axis_label("training step", "updates"),
+                             yaxis_title=axis_label("value loss", "nats/byte"))
 
 
 def _text(tokens: torch.Tensor, lo: int, hi: int) -> str:
