@@ -139,6 +139,7 @@ def loss_vs_memory_sweep_figure(sweep, title: str | None = None) -> go.Figure:
     fig.add_trace(go.Scatter(x=labels, y=mean, mode="lines+markers+text", name="mean over documents",
                              text=[f"{l:.4f}" for l in mean], textposition="top center",
                              line=dict(color=method_color("memorizing"), width=4), marker=dict(size=10)))
-    title = title or f"loss vs kNN memory size ({len(sweep.names)} documents, {sum(sweep.bytes_per_doc):,} bytes)"
+    docs = f"{len(sweep.names)} document{'s' if len(sweep.names) != 1 else ''}"
+    title = title or f"loss vs kNN memory size ({docs}, {sum(sweep.bytes_per_doc):,} bytes)"
     return fig.update_layout(title=title, xaxis_title=axis_label("memory size", "tokens per head"),
                              yaxis_title=axis_label("loss", "nats/byte"))
