@@ -72,7 +72,7 @@ def test_passkey_record_and_recheck():
 def test_dictionary_record_and_recheck():
     import random
 
-    from longlab.memory.focused.tasks import dictionary_accuracy, make_window_dictionary
+    from longlab.memory.focused.tasks import dictionary_accuracy, local_context, make_window_dictionary
 
     rec = record("dictionary")
     fot = rec["models"]["focused"]
@@ -81,12 +81,16 @@ def test_dictionary_record_and_recheck():
     assert fot["accuracy"]["16L_no_memory"] <= 0.05 and fot["accuracy"]["64L_no_memory"] <= 0.05  # chance: 26^-3
     assert max(r["tokens_in_memory"] for r in fot["sweep"]) >= 1_000_000  # the sweep reached 1M tokens
     model, info = checkpoint("focused_dictionary")
-    assert info["window"] == window == model.config.context and info["schedule"].startswith("1:")
-    book = make_window_dictionary(16, window, seed=77)
-    asked = random.Random(0).sample(range(len(book.keys) // 16), 5)  # keys of the oldest window: 16 L back
-    live = dictionary_accuracy(model, book, asked, 16 * window)
+    assert info["window"] == window == model.config.context and info["layer"] == "focused"
+    # the record's dictionary, local text and first 5 of its questions (accuracy varies a lot between dictionaries)
+    seed = rec["seed"] + 16
+    book = make_window_dictionary(16, window, info.get("key_len", 4), info.get("value_len", 3), seed=seed)
+    pick = random.Random(seed + 1)
+    asked = [pick.choice(range(len(book.keys) // 16)) for _ in range(5)]  # keys of the oldest window: 16 L back
+    context = local_context(book, seed=seed, **rec.get("local_context", {"defs": 0, "answered": 0}))
+    live = dictionary_accuracy(model, book, asked, 16 * window, context=context)
     assert abs(live - fot["accuracy"]["16L_memory"]) <= 0.4
-    assert dictionary_accuracy(model, book, asked, None) <= 0.2
+    assert dictionary_accuracy(model, book, asked, None, context=context) <= 0.2
 
 
 @pytest.mark.slow
@@ -96,10 +100,10 @@ def test_one_softmax_against_gate_record_and_recheck():
     accuracy; the gated checkpoint re-measured at CI size agrees with its record."""
     import random
 
-    from longlab.memory.focused.tasks import dictionary_accuracy, make_window_dictionary
+    from longlab.memory.focused.tasks import dictionary_accuracy, local_context, make_window_dictionary
 
     rec = record("dictionary")
-    fot, gate = rec["models"]["focused"], rec["models"]["memorizing"]
+    fot, gate = rec["models"]["focused_finetuned"], rec["models"]["memorizing"]
     for field in ("steps", "lanes", "lr", "seed", "local_defs", "window"):
         assert fot["train"][field] == gate["train"][field], field
     assert (fot["train"]["layer"], gate["train"]["layer"]) == ("focused", "memorizing")
@@ -111,5 +115,6 @@ def test_one_softmax_against_gate_record_and_recheck():
     window = rec["window_L"]
     book = make_window_dictionary(16, window, seed=78)
     asked = random.Random(1).sample(range(len(book.keys) // 16), 5)  # the oldest window: 16 L back
-    live = dictionary_accuracy(model, book, asked, 16 * window)
+    context = local_context(book, seed=78, **rec.get("local_context", {"defs": 0, "answered": 0}))
+    live = dictionary_accuracy(model, book, asked, 16 * window, context=context)
     assert abs(live - gate["accuracy"]["16L_memory"]) <= 0.4

@@ -11,6 +11,7 @@ from longlab.memory.focused.tasks import (
     IGNORE,
     answer,
     dictionary_accuracy,
+    local_context,
     lookup_batch,
     make_window_dictionary,
     passkey_batch,
@@ -81,3 +82,17 @@ def test_questions_run_from_memory_and_prompts_need_a_question(model):
         passkey_trial(model, type(example)(example.prompt[:-60], example.answer, example.key_offset, 0.5), True)
     with pytest.raises(ValueError, match="questions is empty"):
         dictionary_accuracy(model, book, [], 128)
+
+
+def test_local_context_is_training_shaped_and_never_holds_the_asked_definition(model):
+    book = make_window_dictionary(2, 64, seed=4)
+    context = local_context(book, defs=3, answered=2, seed=1)
+    defs = context.split("?")[0].rstrip(";").split(";")
+    keys = [d.split(":")[0] for d in defs]
+    assert len(defs) == 3 and not set(keys) & set(book.keys)  # fresh keys only
+    assert context.count("?") == 2 and context.endswith(";") and f"?{keys[0]}:{defs[0].split(':')[1]};" in context
+    assert local_context(book, 0, 0) == "" and local_context(book, 3, 2, seed=1) == context  # seeded
+    with pytest.raises(ValueError, match="answered <= defs"):
+        local_context(book, 2, 3)
+    with pytest.raises(ValueError, match="do not fit"):
+        dictionary_accuracy(model, book, [0], 128, context="x" * 60)

@@ -1,30 +1,42 @@
-"""Focused Transformer claims 2 and 4: dictionary lookup far beyond the local context, and FoT's one softmax
-against the Memorizing Transformer's gated layer on the same data and budget.
+"""Focused Transformer claims 2 and 4: dictionary lookup far beyond the local context, and FoT's one softmax against
+the Memorizing Transformer's gated layer on the same data and budget.
 
-Task (`longlab.memory.focused.tasks`): window-aligned definitions "abcd:xyz;" (L = 64-byte windows, 7 per
-window), questions "?abcd:" answered by the value. Training: crossbatch pairs (previous window = one window of
-definitions, current window = questions about them, loss on the value bytes only), d = 1 until the lookup is
-learned, then d = 8 (the paper's schedule for this task). Evaluation: a dictionary of 16 L or 64 L tokens is read
-into memory, the local context holds only the question (so the definition lies 16 L / 64 L tokens back), the
-model generates the value: exact-match accuracy, with memory and without (the same model, memory 0). Then the
-memory-size sweep: accuracy against the number of dictionary tokens in memory, up to 1M tokens, exact top-k.
+Task (`longlab.memory.focused.tasks`): window-aligned definitions "abcd:xyz;" (L = 64-byte windows, 7 per window),
+questions "?abcd:" answered by the value. Training: crossbatch pairs (previous window = one window of definitions,
+current window = questions about them, loss on the value bytes only), d = 1 until the lookup is learned, then d =
+8 (the paper's schedule for this task). Evaluation: a dictionary of 16 L or 64 L tokens is read into memory, the
+local context holds the question after other keys' definitions (so the asked definition lies 16 L / 64 L tokens
+back), the model generates the value: exact-match accuracy, with memory and without (the same model, memory 0).
+Then the memory-size sweep: accuracy against the number of dictionary tokens in memory, up to 1M tokens, exact
+top-k.
 
-The gated comparison (claim 4) trains the same architecture with the Memorizing layer instead (memory filled with
-the previous window, detached, as that layer trains), same batches, steps and learning rate.
+Claim 2 model (`data/checkpoints/focused_dictionary`): 2 layers (dense, focused) trained from scratch on 64-lane
+batches with short keys first (1, then 2, then 4 letters) at d = 1 until the lookup is learnt (6000 steps, 34 min
+on 2 threads), then d = 8 (the paper's schedule for this task; 1500 steps at lr 1e-3):
 
-    .venv/bin/python data/focused/make_dictionary.py train --layer focused --save-at 1000  # 404 s CPU
+    .venv/bin/python data/focused/make_dictionary.py train --layer focused --from-scratch --kinds dense,MEMORY \
+        --lanes 64 --local-defs 4 --key-schedule 1:1000,2:1600,4 --schedule 1 --steps 6000 --threads 2 \
+        --out /tmp/focused_phase1.safetensors
+    .venv/bin/python data/focused/make_dictionary.py train --layer focused --from-scratch --kinds dense,MEMORY \
+        --lanes 64 --local-defs 4 --schedule 8 --steps 1500 --lr 1e-3 --seed 1 --threads 2 \
+        --continue-from /tmp/focused_phase1.safetensors
+
+Questions are asked after a training-shaped local text (LOCAL_CONTEXT: definitions of other keys and answered
+questions about them); the asked definition is only in memory.
+
+The gated comparison (claim 4) fine-tunes 3 layers (dense, memory, dense) from the source checkpoint on 16-lane
+batches, once with the Focused layer (`focused_dictionary_finetuned`) and once with the Memorizing layer (memory
+filled with the previous window, detached, as that layer trains): same batches, steps and learning rate. Neither
+learnt the lookup at that budget (16 lanes, 2000 steps).
+
+    .venv/bin/python data/focused/make_dictionary.py train --layer focused       # 404 s CPU
     .venv/bin/python data/focused/make_dictionary.py train --layer memorizing
     .venv/bin/python data/focused/make_dictionary.py measure      # writes data/focused/dictionary.json
 
-From scratch with another shape: --from-scratch --kinds dense,MEMORY (layer kinds, MEMORY = --layer),
---key-schedule '2:1000,3:1800,4' (key length by step: short keys first), --value-len 1, --lanes 64. Explored, not
-recorded (data/focused/README.md): 64 lanes start to learn the lookup where 16 lanes stay at chance, but too
-slowly for this budget.
-
-The d = 1 branch for an equal-budget r_d comparison: train --schedule 1 --resume /tmp/focused_dictionary_step1000.pt
---out data/checkpoints/focused_dictionary_plain.safetensors (measure then records it). The recorded run did the
-first and the last command; the d = 1 branch and the memorizing run were stopped for CPU.
-"""
+Options: --kinds (layer kinds, MEMORY = --layer, with --from-scratch), --key-schedule (key length by step),
+--value-len, --lanes, --schedule (crossbatch d by step), --continue-from (a next phase; the records merge).
+--save-at / --resume branch a run (e.g. a d = 1 branch for an equal-budget r_d comparison, --out
+data/checkpoints/focused_dictionary_plain.safetensors, which measure then records)."""
 from __future__ import annotations
 
 import random
@@ -36,18 +48,28 @@ from common import FOCUSED_DROPS, claim_parser, fine_tune, load_base_weights, pa
 
 from longlab.io import write_json
 from longlab.memory.focused.crossbatch import DSchedule, crossbatch_loss
-from longlab.memory.focused.tasks import IGNORE, dictionary_accuracy, lookup_batch, make_window_dictionary
+from longlab.memory.focused.tasks import (
+    IGNORE,
+    dictionary_accuracy,
+    local_context,
+    lookup_batch,
+    make_window_dictionary,
+)
 from longlab.memory.lanes import memory_lanes
 from longlab.models import TinyLM, TinyLMConfig, load_checkpoint, save_checkpoint
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CHECKPOINTS = {"focused": ROOT / "data" / "checkpoints" / "focused_dictionary.safetensors",
-               "memorizing": ROOT / "data" / "checkpoints" / "memorizing_dictionary.safetensors"}
+CHECKPOINTS = {"focused": ROOT / "data" / "checkpoints" / "focused_dictionary.safetensors",  # claim 2, from scratch
+               "focused_finetuned": ROOT / "data" / "checkpoints" / "focused_dictionary_finetuned.safetensors",
+               "memorizing": ROOT / "data" / "checkpoints" / "memorizing_dictionary.safetensors"}  # claim 4 pair
 PLAIN = ROOT / "data" / "checkpoints" / "focused_dictionary_plain.safetensors"  # the d = 1 branch
 RESULT = HERE / "dictionary.json"
 BASE = ROOT / "data" / "checkpoints" / "tiny_memorizing.safetensors"
 WINDOW = 64
+# Each question is asked after 3 definitions of other keys and 2 answered questions about them, as in a training
+# window (which starts with such definitions); the asked definition is only in memory, 16 L / 64 L back.
+LOCAL_CONTEXT = {"defs": 3, "answered": 2}
 
 
 def make_model(layer: str, memory_size: int = 4096, init: bool = True, kinds: str = "dense,MEMORY,dense") -> TinyLM:
@@ -76,9 +98,11 @@ def step_loss(model, layer: str, batch):
 def train_variant(layer: str, steps: int, lanes: int, lr: float, schedule: str, seed: int, init: bool,
                   local_defs: int, save_at: int | None = None, resume: str | None = None,
                   out: str | None = None, kinds: str = "dense,MEMORY,dense", key_schedule: str = "4",
-                  value_len: int = 3) -> None:
+                  value_len: int = 3, continue_from: str | None = None) -> None:
     torch.manual_seed(seed)
     model = make_model(layer, init=init, kinds=kinds).train()
+    if continue_from:  # a second phase (e.g. d = 8 after the lookup is learnt at d = 1), fresh optimizer
+        model.load_state_dict(load_checkpoint(continue_from)[0].state_dict())
     rng = random.Random(seed)
     d_of, key_len_of = DSchedule(schedule), DSchedule(key_schedule)  # key length: short keys first (curriculum)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
@@ -107,8 +131,25 @@ def train_variant(layer: str, steps: int, lanes: int, lr: float, schedule: str, 
             "key_schedule": key_schedule, "key_len": key_len_of(steps), "value_len": value_len,
             "schedule": schedule if layer == "focused"
             else "memory of the previous window (d = 1)", "seed": seed, "window": WINDOW,
-            **timing, "init": "data/checkpoints/tiny_memorizing.safetensors" if init else "random"}
-    print(f"wrote {save_checkpoint(model, out or CHECKPOINTS[layer], info)}")
+            **timing, "init": "data/checkpoints/tiny_memorizing.safetensors" if init else "random",
+            "continued_from": continue_from}
+    if continue_from:
+        info = merge_phases(load_checkpoint(continue_from)[1], info)
+    default = CHECKPOINTS["focused_finetuned" if layer == "focused" and init else layer]
+    print(f"wrote {save_checkpoint(model, out or default, info)}")
+
+
+def merge_phases(before: dict, after: dict) -> dict:
+    """The training record of a run continued from another (--continue-from): one history with the second
+    phase's steps counted on from the first's, the total steps, and each phase's settings under "phases"."""
+    offset = before["steps"]
+    settings = lambda info: {k: v for k, v in info.items() if k not in ("history", "phases")}  # noqa: E731
+    return {**after, "steps": offset + after["steps"],
+            "schedule": f"{before['schedule']} for {offset} steps, then {after['schedule']}",
+            "key_schedule": f"{before.get('key_schedule', '4')} for {offset} steps, then "
+                            f"{after.get('key_schedule', '4')}",
+            "history": before["history"] + [{**r, "step": r["step"] + offset} for r in after["history"]],
+            "phases": before.get("phases", [settings(before)]) + [settings(after)]}
 
 
 def accuracy(model, windows: int, questions: int, memory: bool, seed: int, oldest: bool = True,
@@ -119,7 +160,8 @@ def accuracy(model, windows: int, questions: int, memory: bool, seed: int, oldes
     rng = random.Random(seed + 1)
     pool = range(per_window) if oldest else range(len(book.keys))
     picks = [rng.choice(pool) for _ in range(questions)]
-    return dictionary_accuracy(model, book, picks, windows * WINDOW if memory else None, read=False)
+    context = local_context(book, seed=seed, **LOCAL_CONTEXT)
+    return dictionary_accuracy(model, book, picks, windows * WINDOW if memory else None, read=False, context=context)
 
 
 @torch.no_grad()
@@ -144,9 +186,11 @@ def lookup_distraction(model, d_values=(1, 2, 4, 8, 16), lanes: int = 16, batche
 def measure(questions: int, sweep: list[int], seed: int) -> dict:
     result = {"claim": "FoT answers lookups 16 L and 64 L tokens back with >= 90% exact match; without memory "
                        "chance; accuracy vs dictionary tokens in memory up to 1M (exact top-k)",
-              "command": "python data/focused/make_dictionary.py train --layer focused; ... --layer memorizing; "
-                         "... measure", "window_L": WINDOW, "questions": questions, "seed": seed, "models": {}}
-    for layer, path in CHECKPOINTS.items():
+              "command": "python data/focused/make_dictionary.py train --layer focused --from-scratch ... (see "
+                         "its docstring); ... train --layer focused; ... train --layer memorizing; ... measure",
+              "window_L": WINDOW, "questions": questions, "seed": seed, "local_context": LOCAL_CONTEXT,
+              "models": {}}
+    for layer, path in CHECKPOINTS.items():  # "layer": the record's model name
         if not path.exists():
             continue
         model, info = load_checkpoint(path)
@@ -169,7 +213,7 @@ def measure(questions: int, sweep: list[int], seed: int) -> dict:
                 print(f"sweep {windows * WINDOW} tokens: {acc:.3f} ({row['sweep'][-1]['seconds']:.0f} s)", flush=True)
         if layer == "focused":
             row["lookup_r_d"] = lookup_distraction(model, seed=seed, **shape)
-            print(f"lookup r_d (d = 8 phase): {row['lookup_r_d']}", flush=True)
+            print(f"lookup r_d: {row['lookup_r_d']}", flush=True)
         result["models"][layer] = row
         write_json(RESULT, result)
     if PLAIN.exists():
@@ -186,7 +230,7 @@ def measure(questions: int, sweep: list[int], seed: int) -> dict:
 
 def main() -> None:
     parser = claim_parser(__doc__)
-    parser.add_argument("--layer", choices=sorted(CHECKPOINTS), default="focused")
+    parser.add_argument("--layer", choices=["focused", "memorizing"], default="focused")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lanes", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -201,11 +245,12 @@ def main() -> None:
     parser.add_argument("--kinds", default="dense,MEMORY,dense", help="layer kinds, MEMORY = --layer (from scratch)")
     parser.add_argument("--key-schedule", default="4", help="key length by step, e.g. '2:1000,3:1600,4'")
     parser.add_argument("--value-len", type=int, default=3, help="bytes per value")
+    parser.add_argument("--continue-from", default=None, help="start from this checkpoint's weights (a next phase)")
     args = parse(parser)
     if args.stage == "train":
         train_variant(args.layer, args.steps, args.lanes, args.lr, args.schedule, args.seed, not args.from_scratch,
                       args.local_defs, args.save_at, args.resume, args.out, args.kinds, args.key_schedule,
-                      args.value_len)
+                      args.value_len, args.continue_from)
     else:
         measure(args.questions, args.sweep, args.seed)
 

@@ -143,22 +143,44 @@ def answer(model, prompt: str, max_new: int, memory_size: int | None, keep_last:
     return bytes(out[0, -max_new:].tolist()).decode("ascii", errors="replace")
 
 
+def local_context(book: Dictionary, defs: int, answered: int, seed: int = 0) -> str:
+    """Local text to ask a question after, shaped like a training window: `defs` definitions of fresh keys (none
+    of `book`'s) then `answered` questions about them with their answers. The asked definition is never in it:
+    it stays wherever the dictionary put it (in memory)."""
+    if defs < 0 or not 0 <= answered <= defs:
+        raise ValueError(f"need 0 <= answered <= defs, got defs={defs}, answered={answered}")
+    if not defs:
+        return ""
+    key_len, value_len = len(book.keys[0]), len(book.values[0])
+    taken, rng, pairs = set(book.keys), random.Random(seed), []
+    while len(pairs) < defs:
+        key = "".join(rng.choices(string.ascii_lowercase, k=key_len))
+        if key not in taken:
+            taken.add(key)
+            pairs.append((key, "".join(rng.choices(string.ascii_lowercase, k=value_len))))
+    return "".join(f"{k}:{v};" for k, v in pairs) + "".join(f"?{k}:{v};" for k, v in pairs[:answered])
+
+
 @torch.no_grad()
 def dictionary_accuracy(model, book: Dictionary, questions: list[int], memory_size: int | None,
-                        read: bool = False) -> float:
+                        read: bool = False, context: str = "") -> float:
     """Exact-match accuracy of looking up book.keys[i] for i in `questions`: the whole dictionary read once into
-    a memory of `memory_size` tokens (None/0: no memory), then each question asked with only the question in the
-    local context (generation reads memory but never writes it)."""
+    a memory of `memory_size` tokens (None/0: no memory), then each question asked with only `context` (e.g.
+    `local_context`, never the asked definition) and the question in the local window (generation reads memory
+    but never writes it)."""
     if not questions:
         raise ValueError("questions is empty; pass indices of keys to look up")
     value_len = len(book.values[0])
+    if len(context) + len(book.question(0)) + value_len > model.config.context:
+        raise ValueError(f"context ({len(context)} bytes) and the question do not fit the model's "
+                         f"{model.config.context}-token window")
     device = next(model.parameters()).device
     hits = 0
     with memory_lanes(model, sizes=[memory_size or 0]):
         if memory_size:
             read_into_memory(model, _bytes(book.text).to(device), keep_last=0, read=read)
         for i in questions:
-            out = model.generate(_bytes(book.question(i)).to(device)[None], value_len)
+            out = model.generate(_bytes(context + book.question(i)).to(device)[None], value_len)
             hits += bytes(out[0, -value_len:].tolist()).decode("ascii", errors="replace") == book.values[i]
     return hits / len(questions)
 
