@@ -118,7 +118,7 @@ def _stream_merge(q_flat, k_flat, v_flat, pattern, heads, n, causal, scale, dedu
             return attend(qb, kb, vb, causal=causal, scale=scale)
 
         if block.strided is not None:
-            _, r, offsets = block.strided
+            r, offsets = block.strided
             for g, (h, o) in enumerate(zip(block.head_ids, offsets)):
                 q_h, k_h, v_h, out_h, lse_h = (_kept_rows(t, h, o, block.segments, m, r) for t in per_head)
                 for start in range(0, block.segments, step):
@@ -127,14 +127,14 @@ def _stream_merge(q_flat, k_flat, v_flat, pattern, heads, n, causal, scale, dedu
                     out_b, lse_b = run(q_h[:, start:stop], k_h[:, start:stop], v_h[:, start:stop], bias)
                     _merge_into(out_h[:, start:stop], lse_h[:, start:stop, :, 0], out_b, lse_b)
             continue
-        index = None if block.identity else batch_rows(block.flat_index(n, q_flat.device), bsz, heads * n)
-        segments = (rows_total if index is None else index.numel()) // m  # over batch, heads and segments
+        # a partial last segment (every full block, identity included, went through the strided views)
+        index = batch_rows(block.flat_index(n, q_flat.device), bsz, heads * n)
+        segments = index.numel() // m  # over batch, heads and segments
         if log_w is not None:  # (1, B * G * S, m, m) in the order of the gathered rows
             flat_w = log_w.reshape(1, -1, m, m).expand(bsz, -1, -1, -1).reshape(1, -1, m, m)
         for start in range(0, segments, step):
             stop = min(segments, start + step)
-            rows = (torch.arange(start * m, stop * m, device=q_flat.device) if index is None
-                    else index[start * m: stop * m])
+            rows = index[start * m: stop * m]
             qb, kb, vb = (t.index_select(0, rows).view(1, -1, m, t.shape[-1]) for t in flat)
             out_b, lse_b = run(qb, kb, vb, None if log_w is None else flat_w[:, start:stop])
             del qb, kb, vb

@@ -24,7 +24,7 @@ class Block:
     head_ids: tuple[int, ...]
     positions: torch.Tensor  # LongTensor (G, segments, rows)
     identity: bool = False  # every row of every head, in order: gather/scatter are views
-    # (w, r, offsets) for the full segments of a branch: head h keeps rows offsets[h] + r * t, t < segments * w / r,
+    # (r, offsets) for the full segments of a branch: head h keeps rows offsets[h] + r * t, t < segments * w / r,
     # a strided view of that head's rows (what the no-grad stream merge uses instead of index gathers)
     strided: tuple | None = None
 
@@ -55,7 +55,7 @@ def branch_blocks(pattern, branch: int, heads: int, n: int) -> list[Block]:
         starts = torch.arange(full)[None, :, None] * w + torch.tensor(offsets)[:, None, None]
         positions = starts + r * torch.arange(w // r)[None, None, :]  # (H, S, w / r)
         blocks.append(Block(tuple(range(heads)), positions, identity=(r == 1 and tail_len == 0),
-                            strided=(w, r, tuple(offsets))))
+                            strided=(r, tuple(offsets))))
     by_count: dict[int, list[int]] = {}
     for h, o in enumerate(offsets):
         if tail_len > o:
