@@ -240,6 +240,9 @@ else:
                      f"`{train.get('key_schedule', '4')}`, d schedule `{train['schedule']}`; value loss "
                      f"{history[0]['value_loss']:.3f} → {history[-1]['value_loss']:.3f} nats "
                      f"(chance: ln 26 = {math.log(26):.3f})."))
+    if fot.get("lookup_r_d"):  # distraction on the lookup task: share of attention on the asked window
+        display(distraction_figure({"this model, lookup windows": fot["lookup_r_d"]},  # draws 1/d itself
+                                   title="recorded: r_d at the answer bytes, own definitions window vs d - 1 others"))
     if fot.get("sweep"):
         display(accuracy_figure({"focused, memory": [(r["tokens_in_memory"], r["accuracy"]) for r in fot["sweep"]]},
                                 title="recorded: lookup accuracy against dictionary tokens in memory (exact top-32)",

@@ -71,6 +71,7 @@ def distraction_figure(curves: dict, title: str | None = None) -> go.Figure:
         values = [curve[d] if d in curve else curve[str(d)] for d in ds]
         fig.add_trace(go.Scatter(x=ds, y=values, mode="lines+markers+text", name=name,
                                  text=[f"{v:.2f}" for v in values], textposition="top right",
+                                 cliponaxis=False,  # the label of r_1 = 1 sits above the plot area
                                  line=dict(color=series_color(name, i), width=3), marker=dict(size=9)))
     fig.update_layout(title=title or "distraction: attention mass on the positive context / mass on all d contexts",
                       xaxis=dict(type="log", tickvals=all_d, title=axis_label("d, contexts seen", "count")),

@@ -152,6 +152,11 @@ def merge_phases(before: dict, after: dict) -> dict:
             "phases": before.get("phases", [settings(before)]) + [settings(after)]}
 
 
+def task_shape(info: dict) -> dict:
+    """Key and value lengths of the task a checkpoint was trained on (older records: 4 and 3)."""
+    return {"key_len": info.get("key_len", 4), "value_len": info.get("value_len", 3)}
+
+
 def accuracy(model, windows: int, questions: int, memory: bool, seed: int, oldest: bool = True,
              key_len: int = 4, value_len: int = 3) -> float:
     """Questions about the oldest window's keys (definitions windows * L tokens back), or any key."""
@@ -194,7 +199,7 @@ def measure(questions: int, sweep: list[int], seed: int) -> dict:
         if not path.exists():
             continue
         model, info = load_checkpoint(path)
-        shape = {"key_len": info.get("key_len", 4), "value_len": info.get("value_len", 3)}  # the trained task
+        shape = task_shape(info)
         torch.manual_seed(seed)
         row = {"train": info, "accuracy": {}}
         for windows in (16, 64):
@@ -218,7 +223,7 @@ def measure(questions: int, sweep: list[int], seed: int) -> dict:
         write_json(RESULT, result)
     if PLAIN.exists():
         model, info = load_checkpoint(PLAIN)
-        shape = {"key_len": info.get("key_len", 4), "value_len": info.get("value_len", 3)}
+        shape = task_shape(info)
         result["models"]["focused_plain"] = {
             "train": info, "lookup_r_d": lookup_distraction(model, seed=seed, **shape),
             "accuracy": {f"{w}L_memory": accuracy(model, w, questions, True, seed + w, **shape) for w in (16, 64)}}
