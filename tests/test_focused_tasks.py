@@ -11,6 +11,7 @@ from longlab.memory.focused.tasks import (
     IGNORE,
     answer,
     dictionary_accuracy,
+    key_cut_by_window,
     local_context,
     lookup_batch,
     make_window_dictionary,
@@ -49,16 +50,24 @@ def test_lookup_batch_targets_are_the_values_of_keys_defined_in_the_positive():
                 assert asked[start + 6 : start + 9].startswith(pairs[key][: len(asked[start + 6 : start + 9])])
 
 
-def test_passkey_batch_targets_the_digits_and_uses_d_one():
+def test_passkey_batch_targets_the_digits_and_the_stop_and_uses_d_one():
     batch = passkey_batch(3, 128, random.Random(2))
     assert batch.layout.d == 1
     for i in range(3):
         line = bytes(batch.prev[i].tolist()).decode()
         key = line.split("The pass key is ")[1].split(".")[0]
         digits = "".join(chr(int(y)) for y in batch.curr_y[i] if y != IGNORE)
-        assert digits == key and "What is the pass key?" in bytes(batch.curr[i].tolist()).decode()
+        assert digits == key + "." and "What is the pass key?" in bytes(batch.curr[i].tolist()).decode()
     with pytest.raises(ValueError, match="shorter than the key line"):
         passkey_batch(1, 32, random.Random(0))
+    again = passkey_batch(3, 128, random.Random(2), repeat_targets=True)  # the same draws, plus the repeat
+    assert torch.equal(again.curr_y, batch.curr_y) and torch.equal(again.prev, batch.prev)
+    for i in range(3):
+        text = bytes(again.prev[i].tolist()).decode()
+        key = text.split("The pass key is ")[1].split(".")[0]
+        targets = [(t + 1, chr(int(y))) for t, y in enumerate(again.prev_y[i]) if y != IGNORE]
+        at = text.index(f"Remember it. {key}") + len("Remember it. ")
+        assert targets == [(at + j, c) for j, c in enumerate(key)]
 
 
 @pytest.fixture(scope="module")
@@ -94,5 +103,30 @@ def test_local_context_is_training_shaped_and_never_holds_the_asked_definition(m
     assert local_context(book, 0, 0) == "" and local_context(book, 3, 2, seed=1) == context  # seeded
     with pytest.raises(ValueError, match="answered <= defs"):
         local_context(book, 2, 3)
+    # the same seed as the dictionary must not replay its random draws: values of fresh definitions that equal
+    # some dictionary value would leak answers (a stream shared with the book made all 60 of these collide;
+    # independent draws collide with probability 112 / 26**3 each, about 0.4 expected in all)
+    collisions = 0
+    for seed in range(20):
+        big = make_window_dictionary(16, 64, seed=seed)
+        fresh = local_context(big, 3, 2, seed=seed).split("?")[0].rstrip(";").split(";")
+        collisions += sum(d.split(":")[1] in set(big.values) for d in fresh)
+    assert collisions <= 2
     with pytest.raises(ValueError, match="do not fit"):
         dictionary_accuracy(model, book, [0], 128, context="x" * 60)
+
+
+def test_key_cut_by_window_matches_a_byte_by_byte_scan():
+    from longlab.tasks.passkey import KEY_LINE
+
+    for seed in range(6):
+        example = make_passkey(3000, seed / 5, seed=seed)
+        line = KEY_LINE.format(key=example.answer)
+        starts = [example.key_offset + line.index(example.answer),
+                  example.key_offset + line.index(f"it. {example.answer}") + 4]
+        for window in (32, 64, 100, 128, 256):
+            scanned = any(b > 0 and b % window == 0 for s in starts for b in range(s - 6, s + len(example.answer) + 1))
+            assert key_cut_by_window(example, window) == scanned, (seed, window)
+    example = make_passkey(3000, 0.5, seed=3)  # a boundary right at the key's first byte cuts it
+    assert key_cut_by_window(example, example.key_offset + KEY_LINE.format(key=example.answer).index(example.answer))
+

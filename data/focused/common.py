@@ -66,6 +66,16 @@ def fine_tune(model: TinyLM, step_loss: Callable[[int], tuple[torch.Tensor, dict
             "cpu_s": time.process_time() - cpu_start, "history": history}
 
 
+def merge_phases(before: dict, after: dict) -> dict:
+    """The training record of a run continued from another (--continue-from): one history with the second
+    phase's steps counted on from the first's, the total steps, and each phase's settings under "phases"."""
+    offset = before["steps"]
+    settings = lambda info: {k: v for k, v in info.items() if k not in ("history", "phases")}  # noqa: E731
+    return {**after, "steps": offset + after["steps"],
+            "history": before["history"] + [{**r, "step": r["step"] + offset} for r in after["history"]],
+            "phases": before.get("phases", [settings(before)]) + [settings(after)]}
+
+
 def claim_parser(doc: str) -> argparse.ArgumentParser:
     """The claim scripts' command line: a stage (train or measure), then --threads and --seed; the script adds
     its own options. `parse` applies --threads."""

@@ -24,14 +24,21 @@ on 2 threads), then d = 8 (the paper's schedule for this task; 1500 steps at lr 
 Questions are asked after a training-shaped local text (LOCAL_CONTEXT: definitions of other keys and answered
 questions about them); the asked definition is only in memory.
 
-The gated comparison (claim 4) fine-tunes 3 layers (dense, memory, dense) from the source checkpoint on 16-lane
-batches, once with the Focused layer (`focused_dictionary_finetuned`) and once with the Memorizing layer (memory
-filled with the previous window, detached, as that layer trains): same batches, steps and learning rate. Neither
-learnt the lookup at that budget (16 lanes, 2000 steps).
+The gated comparison (claim 4) trains the Memorizing layer (memory filled with the previous window, detached, as
+that layer trains; two softmaxes mixed by a learned gate) with the claim-2 recipe: the same layers, batches, steps
+and learning rates (the d schedule does not apply: its memory is the previous window only):
 
-    .venv/bin/python data/focused/make_dictionary.py train --layer focused       # 404 s CPU
-    .venv/bin/python data/focused/make_dictionary.py train --layer memorizing
+    .venv/bin/python data/focused/make_dictionary.py train --layer memorizing --from-scratch --kinds dense,MEMORY \
+        --lanes 64 --local-defs 4 --key-schedule 1:1000,2:1600,4 --steps 6000 --threads 2 \
+        --out /tmp/memorizing_phase1.safetensors
+    .venv/bin/python data/focused/make_dictionary.py train --layer memorizing --from-scratch --kinds dense,MEMORY \
+        --lanes 64 --local-defs 4 --steps 1500 --lr 1e-3 --seed 1 --threads 2 \
+        --continue-from /tmp/memorizing_phase1.safetensors
     .venv/bin/python data/focused/make_dictionary.py measure      # writes data/focused/dictionary.json
+
+Without --from-scratch, 3 layers (dense, memory, dense) are fine-tuned from the source checkpoint, the first
+recipe: on 16-lane batches for 2000 steps neither layer learnt the lookup (value loss 3.151 one softmax, 3.142
+gated, chance 3.258).
 
 Options: --kinds (layer kinds, MEMORY = --layer, with --from-scratch), --key-schedule (key length by step),
 --value-len, --lanes, --schedule (crossbatch d by step), --continue-from (a next phase; the records merge).
@@ -44,7 +51,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import FOCUSED_DROPS, claim_parser, fine_tune, load_base_weights, parse, warmup_cosine
+from common import FOCUSED_DROPS, claim_parser, fine_tune, load_base_weights, merge_phases, parse, warmup_cosine
 
 from longlab.io import write_json
 from longlab.memory.focused.crossbatch import DSchedule, crossbatch_loss
@@ -60,9 +67,9 @@ from longlab.models import TinyLM, TinyLMConfig, load_checkpoint, save_checkpoin
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CHECKPOINTS = {"focused": ROOT / "data" / "checkpoints" / "focused_dictionary.safetensors",  # claim 2, from scratch
-               "focused_finetuned": ROOT / "data" / "checkpoints" / "focused_dictionary_finetuned.safetensors",
-               "memorizing": ROOT / "data" / "checkpoints" / "memorizing_dictionary.safetensors"}  # claim 4 pair
+# claim 2 (focused), and claim 4's pair: the gated Memorizing layer trained with the same recipe and batches
+CHECKPOINTS = {"focused": ROOT / "data" / "checkpoints" / "focused_dictionary.safetensors",
+               "memorizing": ROOT / "data" / "checkpoints" / "memorizing_dictionary.safetensors"}
 PLAIN = ROOT / "data" / "checkpoints" / "focused_dictionary_plain.safetensors"  # the d = 1 branch
 RESULT = HERE / "dictionary.json"
 BASE = ROOT / "data" / "checkpoints" / "tiny_memorizing.safetensors"
@@ -70,6 +77,7 @@ WINDOW = 64
 # Each question is asked after 3 definitions of other keys and 2 answered questions about them, as in a training
 # window (which starts with such definitions); the asked definition is only in memory, 16 L / 64 L back.
 LOCAL_CONTEXT = {"defs": 3, "answered": 2}
+DICTIONARY_STRIDE = 1000  # dictionary j of a length is seeded seed + windows + DICTIONARY_STRIDE * j
 
 
 def make_model(layer: str, memory_size: int = 4096, init: bool = True, kinds: str = "dense,MEMORY,dense") -> TinyLM:
@@ -134,22 +142,17 @@ def train_variant(layer: str, steps: int, lanes: int, lr: float, schedule: str, 
             **timing, "init": "data/checkpoints/tiny_memorizing.safetensors" if init else "random",
             "continued_from": continue_from}
     if continue_from:
-        info = merge_phases(load_checkpoint(continue_from)[1], info)
-    default = CHECKPOINTS["focused_finetuned" if layer == "focused" and init else layer]
-    print(f"wrote {save_checkpoint(model, out or default, info)}")
+        info = merge_dictionary_phases(load_checkpoint(continue_from)[1], info)
+    print(f"wrote {save_checkpoint(model, out or CHECKPOINTS[layer], info)}")
 
 
-def merge_phases(before: dict, after: dict) -> dict:
-    """The training record of a run continued from another (--continue-from): one history with the second
-    phase's steps counted on from the first's, the total steps, and each phase's settings under "phases"."""
+def merge_dictionary_phases(before: dict, after: dict) -> dict:
+    """`merge_phases`, with the d and key-length schedules written out over both phases."""
     offset = before["steps"]
-    settings = lambda info: {k: v for k, v in info.items() if k not in ("history", "phases")}  # noqa: E731
-    return {**after, "steps": offset + after["steps"],
+    return {**merge_phases(before, after),
             "schedule": f"{before['schedule']} for {offset} steps, then {after['schedule']}",
             "key_schedule": f"{before.get('key_schedule', '4')} for {offset} steps, then "
-                            f"{after.get('key_schedule', '4')}",
-            "history": before["history"] + [{**r, "step": r["step"] + offset} for r in after["history"]],
-            "phases": before.get("phases", [settings(before)]) + [settings(after)]}
+                            f"{after.get('key_schedule', '4')}"}
 
 
 def task_shape(info: dict) -> dict:
@@ -188,12 +191,13 @@ def lookup_distraction(model, d_values=(1, 2, 4, 8, 16), lanes: int = 16, batche
     return out
 
 
-def measure(questions: int, sweep: list[int], seed: int) -> dict:
+def measure(questions: int, sweep: list[int], seed: int, dictionaries: int) -> dict:
     result = {"claim": "FoT answers lookups 16 L and 64 L tokens back with >= 90% exact match; without memory "
                        "chance; accuracy vs dictionary tokens in memory up to 1M (exact top-k)",
               "command": "python data/focused/make_dictionary.py train --layer focused --from-scratch ... (see "
                          "its docstring); ... train --layer focused; ... train --layer memorizing; ... measure",
               "window_L": WINDOW, "questions": questions, "seed": seed, "local_context": LOCAL_CONTEXT,
+              "dictionaries": dictionaries, "dictionary_seed_stride": DICTIONARY_STRIDE,
               "models": {}}
     for layer, path in CHECKPOINTS.items():  # "layer": the record's model name
         if not path.exists():
@@ -201,12 +205,15 @@ def measure(questions: int, sweep: list[int], seed: int) -> dict:
         model, info = load_checkpoint(path)
         shape = task_shape(info)
         torch.manual_seed(seed)
-        row = {"train": info, "accuracy": {}}
+        row = {"train": info, "accuracy": {}, "accuracy_per_dictionary": {}}
         for windows in (16, 64):
             for memory in (True, False):
                 key = f"{windows}L_{'memory' if memory else 'no_memory'}"
-                row["accuracy"][key] = accuracy(model, windows, questions, memory, seed + windows, **shape)
-                print(f"{layer}: {key}: {row['accuracy'][key]:.3f}", flush=True)
+                # accuracy varies a lot between dictionaries: the mean over several (the first as recorded before)
+                each = [accuracy(model, windows, questions, memory, seed + windows + DICTIONARY_STRIDE * j, **shape)
+                        for j in range(dictionaries)]
+                row["accuracy"][key], row["accuracy_per_dictionary"][key] = sum(each) / len(each), each
+                print(f"{layer}: {key}: {row['accuracy'][key]:.3f} {each}", flush=True)
         if layer == "focused":
             row["sweep"] = []
             for tokens in sweep:
@@ -240,7 +247,8 @@ def main() -> None:
     parser.add_argument("--lanes", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--schedule", default="1:1000,8", help="crossbatch d schedule (focused)")
-    parser.add_argument("--questions", type=int, default=20)
+    parser.add_argument("--questions", type=int, default=20, help="questions per dictionary")
+    parser.add_argument("--dictionaries", type=int, default=5, help="dictionaries per length (16 L, 64 L)")
     parser.add_argument("--sweep", type=int, nargs="+", default=[1024, 16384, 262144, 1048576])
     parser.add_argument("--from-scratch", action="store_true", help="random init instead of the source checkpoint")
     parser.add_argument("--save-at", type=int, default=None, help="also save the model as it is at this step")
@@ -257,7 +265,7 @@ def main() -> None:
                       args.local_defs, args.save_at, args.resume, args.out, args.kinds, args.key_schedule,
                       args.value_len, args.continue_from)
     else:
-        measure(args.questions, args.sweep, args.seed)
+        measure(args.questions, args.sweep, args.seed, args.dictionaries)
 
 
 if __name__ == "__main__":

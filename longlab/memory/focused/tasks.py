@@ -41,11 +41,12 @@ class Dictionary:
         return f"Dictionary({len(self.keys)} definitions, {len(self.text)} bytes, window={self.window})"
 
 
-def _keys(rng: random.Random, count: int, key_len: int) -> list[str]:
-    if count > 26**key_len // 2:
+def _keys(rng: random.Random, count: int, key_len: int, exclude: frozenset = frozenset()) -> list[str]:
+    """`count` distinct random keys of `key_len` lowercase letters, none of them in `exclude`."""
+    if count + len(exclude) > 26**key_len // 2:
         raise ValueError(f"{count} distinct keys of {key_len} letters would fill more than half of the "
                          f"{26**key_len} possible keys; use longer keys")
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
     out = []
     while len(out) < count:
         key = "".join(rng.choices(string.ascii_lowercase, k=key_len))
@@ -152,12 +153,11 @@ def local_context(book: Dictionary, defs: int, answered: int, seed: int = 0) -> 
     if not defs:
         return ""
     key_len, value_len = len(book.keys[0]), len(book.values[0])
-    taken, rng, pairs = set(book.keys), random.Random(seed), []
-    while len(pairs) < defs:
-        key = "".join(rng.choices(string.ascii_lowercase, k=key_len))
-        if key not in taken:
-            taken.add(key)
-            pairs.append((key, "".join(rng.choices(string.ascii_lowercase, k=value_len))))
+    # A stream of its own: Random(seed) would replay the draws of a dictionary made with the same seed, so the
+    # fresh definitions' values would repeat the dictionary's values (an answer leaked into the local text).
+    rng = random.Random(f"local_context:{seed}")
+    keys = _keys(rng, defs, key_len, exclude=frozenset(book.keys))
+    pairs = [(key, "".join(rng.choices(string.ascii_lowercase, k=value_len))) for key in keys]
     return "".join(f"{k}:{v};" for k, v in pairs) + "".join(f"?{k}:{v};" for k, v in pairs[:answered])
 
 
@@ -185,13 +185,16 @@ def dictionary_accuracy(model, book: Dictionary, questions: list[int], memory_si
     return hits / len(questions)
 
 
-def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: float = 0.0) -> CrossbatchBatch:
+def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: float = 0.0,
+                  repeat_targets: bool = False) -> CrossbatchBatch:
     """A crossbatch batch (d = 1) of the passkey task: lane i's previous window = filler with the key line at a
     random place, its current window = filler, the question and the answer; targets IGNORE except the answer's
-    digits. d = 1 because every document has the same template: another lane's key line is not distinguishable
-    from the own one by content (a negative would be a second, equally valid pass key). With probability
-    `local_share` the current window repeats the key line before the question (a lookup inside the window: the
-    same circuit, learnt first)."""
+    digits and the "." after them (so that a greedy answer stops). d = 1 because every document has the same
+    template: another lane's key line is not distinguishable from the own one by content (a negative would be a
+    second, equally valid pass key). With probability `local_share` the current window repeats the key line
+    before the question (a lookup inside the window: the same circuit, learnt first). repeat_targets: the key's
+    second occurrence in the key line ("... Remember it. 37613 is ...") is a target too, a copy from its first
+    occurrence 20 bytes back (more signal for the same copy; the random draws are the same either way)."""
     from ...tasks.passkey import FILLER, KEY_LINE, QUESTION
 
     prev, prev_y, curr, curr_y = [], [], [], []
@@ -207,6 +210,9 @@ def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: floa
         text += filler[start + cut : start + cut + window - len(text)]
         prev.append(_bytes(text))
         prev_y.append(torch.full((window,), IGNORE, dtype=torch.long))
+        if repeat_targets:
+            again = cut + line.index(f"it. {key}") + 4
+            prev_y[-1][again - 1 : again - 1 + len(key)] = prev[-1][again : again + len(key)]
         tail = QUESTION + key + "."
         if rng.random() < local_share and len(line) + len(tail) <= window:
             tail = line + tail
@@ -216,13 +222,29 @@ def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: floa
         tokens = _bytes(asked)
         y = torch.full((window,), IGNORE, dtype=torch.long)
         first = lead + len(tail) - len(key) - 1
-        for t in range(first, first + len(key)):
+        for t in range(first, first + len(key) + 1):  # the digits, then the "." that ends the answer
             y[t - 1] = tokens[t]
         curr.append(tokens[:window])
         curr_y.append(y)
     layout = make_layout(lanes, 1, rng, docs=list(range(lanes)))
     return CrossbatchBatch(torch.stack(prev), torch.stack(prev_y), torch.stack(curr), torch.stack(curr_y), layout,
                            [0] * lanes)
+
+
+def key_cut_by_window(example, window: int, reach: int = 6) -> bool:
+    """Whether a window boundary of `read_into_memory` (every `window` tokens from the prompt's start) falls
+    inside one of the key's two occurrences in the key line, or within the `reach` bytes before one (the bytes a
+    copy of it is matched on). Layers below the memory layer see only their own window, so the bytes just after
+    a boundary are written to memory without the bytes before them."""
+    from ...tasks.passkey import KEY_LINE
+
+    line = KEY_LINE.format(key=example.answer)
+    starts = (line.index(example.answer), line.index(f"it. {example.answer}") + 4)
+    for start in starts:
+        lo, hi = example.key_offset + start - reach, example.key_offset + start + len(example.answer)
+        if any(0 < b <= hi for b in range(max(0, lo) // window * window, hi + 1, window) if b >= lo):
+            return True
+    return False
 
 
 @torch.no_grad()
