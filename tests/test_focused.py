@@ -310,6 +310,45 @@ def test_read_into_memory_without_reads_stores_the_same_entries():
         read_into_memory(two, prompt, keep_last=3, read=False)
 
 
+def test_overlapped_read_stores_each_token_once_with_overlap_tokens_before_it():
+    """Every window after the first re-reads `overlap` tokens and writes only the new ones: the memory holds each
+    prompt token once, in order, and a token's entry equals the one a plain read of the prompt started `overlap`
+    tokens before its window gives (the window it was computed in)."""
+    torch.manual_seed(0)
+    model = TinyLM(TinyLMConfig(context=N, d_model=D_MODEL, n_heads=HEADS, n_layers=2,
+                                attention=("dense", "focused"), memory_size=256, memory_topk=4)).eval()
+    with torch.no_grad():  # every weight random (a fresh TinyLM's zero output projections would hide the context)
+        for weight in model.parameters():
+            weight.normal_(0, 0.3)
+    overlap, prompt = 5, torch.randint(0, 256, (4 * N + 7,))
+
+    def read(tokens, **kw):
+        with memory_lanes(model, sizes=[256]) as run:
+            read_into_memory(model, tokens, keep_last=0, **kw)
+            bank = run.layers[0].memories[0]
+            return bank.keys[:, : len(bank)].clone(), bank.values[:, : len(bank)].clone(), len(bank)
+
+    keys, values, stored = read(prompt, overlap=overlap)
+    assert stored == prompt.numel()
+    plain_keys, _, _ = read(prompt)
+    torch.testing.assert_close(keys[:, :N], plain_keys[:, :N], rtol=0, atol=0)  # the first window: no overlap
+    assert not torch.equal(keys[:, N], plain_keys[:, N])  # a plain read stores token N without what precedes it
+    start, new = N, N - overlap
+    while start < prompt.numel():
+        shifted_keys, shifted_values, _ = read(prompt[start - overlap :])
+        count = min(new, prompt.numel() - start)
+        torch.testing.assert_close(keys[:, start : start + count], shifted_keys[:, overlap : overlap + count])
+        torch.testing.assert_close(values[:, start : start + count], shifted_values[:, overlap : overlap + count])
+        start += new
+    for bad in (N, -1, True):
+        with pytest.raises(ValueError, match="overlap must be an int"):
+            read_into_memory(model, prompt, keep_last=0, overlap=bad)
+    gated = TinyLM(TinyLMConfig(context=N, d_model=D_MODEL, n_heads=HEADS, n_layers=2,
+                                attention=("dense", "memorizing"), memory_size=64))
+    with pytest.raises(ValueError, match="one Focused memory layer"):
+        read_into_memory(gated, prompt, keep_last=0, overlap=overlap)
+
+
 def test_all_of_memory_records_its_best_entries_only_when_asked():
     layer = make_layer(topk=None)
     x1, x2 = windows(2)

@@ -17,6 +17,9 @@ lr 1e-3 with the key's repeat in the key line as a target too (--repeat-targets)
         --repeat-targets --continue-from /tmp/passkey_phase1.safetensors
     .venv/bin/python data/focused/make_passkey.py measure   # writes data/focused/passkey.json
 
+The measurement asks each prompt three ways: read into memory in plain windows of L, in windows overlapping by L/2
+(each stores only its new bytes, so no key is stored without the bytes before it), and without memory.
+
 Without --from-scratch: 3 layers (dense, focused, dense) fine-tuned from the committed source-code checkpoint
 (data/checkpoints/tiny_memorizing) on 8-lane batches, the first recipe; it never copied the digits (0/10 at every
 length). A 64-lane fine-tune of the claim-2 dictionary model (its window stretched to 128, lr 1e-3) stayed near
@@ -42,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CHECKPOINT = ROOT / "data" / "checkpoints" / "focused_passkey.safetensors"
 RESULT = HERE / "passkey.json"
+OVERLAPPED = "focused, memory, read windows overlapping by L/2"
 WINDOW = 128
 
 
@@ -76,25 +80,29 @@ def train(steps: int, lanes: int, lr: float, seed: int, local_share: float, from
 
 def measure(multiples: list[int], count: int, seed: int) -> dict:
     model, info = load_checkpoint(CHECKPOINT)
-    curves = {"focused, memory": [], "focused, no memory (last window)": []}
+    runs = ((True, 0, "focused, memory"), (True, WINDOW // 2, OVERLAPPED),
+            (False, 0, "focused, no memory (last window)"))
+    curves = {name: [] for _, _, name in runs}
     masses = {}
     for m in multiples:
         length = m * WINDOW
         examples = make_passkeys(length, count, seed=seed + m)
-        for memory, name in ((True, "focused, memory"), (False, "focused, no memory (last window)")):
+        for memory, overlap, name in runs:
             start = time.perf_counter()
-            results = [passkey_trial(model, e, memory) for e in examples]
+            results = [passkey_trial(model, e, memory, overlap) for e in examples]
             curves[name].append({"prompt_tokens": len(examples[0].prompt), "multiple_of_L": m,
                                  "accuracy": sum(ok for ok, _ in results) / len(results),
                                  "seconds": time.perf_counter() - start})
-            if memory:
+            if memory and not overlap:
                 got = [mass for _, mass in results if mass is not None]
                 masses[str(m)] = torch.stack(got).mean(0).tolist() if got else None
-                # split by whether a read window's boundary cuts an occurrence of the key (or the bytes before it)
+            if memory:
+                # split by whether a plain read's window boundary cuts an occurrence of the key (or the bytes
+                # before it); the overlapped read stores those bytes with L/2 bytes before them
                 cut = [key_cut_by_window(e, WINDOW) for e in examples]
-                for name_, flag in (("key_cut", True), ("key_intact", False)):
+                for part, flag in (("key_cut", True), ("key_intact", False)):
                     oks = [ok for (ok, _), c in zip(results, cut) if c == flag]
-                    curves[name][-1][name_] = {"prompts": len(oks), "accuracy": sum(oks) / len(oks) if oks else None}
+                    curves[name][-1][part] = {"prompts": len(oks), "accuracy": sum(oks) / len(oks) if oks else None}
             print(f"{name} at {m} L: {curves[name][-1]['accuracy']:.2f}", flush=True)
     result = {"claim": "passkey accuracy vs prompt length, L to >= 64 L (>= 16k tokens), with memory and without; "
                        "aim >= 80% at 64 L", "command": "python data/focused/make_passkey.py train; ... measure",

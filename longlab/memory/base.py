@@ -54,7 +54,8 @@ class MemoryLayer(SelfAttention):
     """Base of memory-augmented attention layers for TinyLM (see the module docstring for the hooks).
 
     forward(x (B, N, d), positions (N,), doc_start=None, write_memory=True, doc_ids=None, return_retrievals=False,
-    read_memory=True, **context) -> (B, N, d), or (out, LayerReads) when return_retrievals."""
+    read_memory=True, write_from=0, **context) -> (B, N, d), or (out, LayerReads) when return_retrievals;
+    write_from: only tokens from this index on are written to memory."""
 
     def __init__(self, config, layer_index: int = 0, memory_size: int | None = None):
         super().__init__(config, layer_index)
@@ -121,7 +122,7 @@ class MemoryLayer(SelfAttention):
         self.lanes.write(k_raw, v, doc_ids)
 
     def forward(self, x, positions, doc_start=None, write_memory: bool = True, doc_ids=None,
-                return_retrievals: bool = False, read_memory: bool = True, **context):
+                return_retrievals: bool = False, read_memory: bool = True, write_from: int = 0, **context):
         q_raw, k_raw, v = self.project(x)
         q, k = self.rotate(q_raw, k_raw, positions)
         reads = None
@@ -136,8 +137,8 @@ class MemoryLayer(SelfAttention):
         if isinstance(out, tuple):
             out, call_extras = out
         if use and write_memory:
-            with torch.no_grad():
-                self.write(k_raw, v, doc_ids)
+            with torch.no_grad():  # write_from: the first tokens were written before (an overlapped read)
+                self.write(k_raw[:, :, write_from:], v[:, :, write_from:], doc_ids)
         out = self.merge_heads(out)
         if not return_retrievals:
             return out

@@ -161,7 +161,7 @@ class FocusedAttention(MemoryLayer):
 
 
 @torch.no_grad()
-def read_into_memory(model, tokens: torch.Tensor, keep_last: int, read: bool = True) -> torch.Tensor:
+def read_into_memory(model, tokens: torch.Tensor, keep_last: int, read: bool = True, overlap: int = 0) -> torch.Tensor:
     """Feed all but the last `keep_last` tokens of `tokens` (N,) or (B, N) into the model's memory, window by
     window (config.context tokens each, the last one possibly shorter), and return the kept tail (B, keep_last):
     the local context from which `model.generate` continues. The memory lanes must already be there (e.g.
@@ -169,7 +169,12 @@ def read_into_memory(model, tokens: torch.Tensor, keep_last: int, read: bool = T
 
     read=False skips the memory reads while filling (much faster for large memories). With ONE memory layer this
     stores exactly the same entries: that layer's keys and values come from the layers below it, which do not
-    depend on memory; with several memory layers it would not, so it is refused."""
+    depend on memory; with several memory layers it would not, so it is refused.
+
+    overlap > 0: each window after the first starts `overlap` tokens early and writes only its new tokens, so
+    every stored key was computed with at least `overlap` tokens before it in the window (the layers below the
+    memory layer see only their window: without overlap, the first tokens of a window are stored without the
+    bytes they follow). Costs context / (context - overlap) times the compute; one Focused memory layer only."""
     layers = memory_layers(model)
     if not layers:
         raise ValueError("model has no memory layer; build it with attention=(..., 'focused')")
@@ -181,9 +186,19 @@ def read_into_memory(model, tokens: torch.Tensor, keep_last: int, read: bool = T
     if isinstance(keep_last, bool) or not isinstance(keep_last, int) or not 0 <= keep_last <= context:
         raise ValueError(f"keep_last must be an int in [0, context={context}] (the tokens left in the local "
                          f"window), got {keep_last!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < context:
+        raise ValueError(f"overlap must be an int in [0, context={context}) (tokens each window re-reads), "
+                         f"got {overlap!r}")
+    if overlap and (len(layers) > 1 or not all(isinstance(layer, FocusedAttention) for layer in layers)):
+        raise ValueError("overlap needs a model with one Focused memory layer (its keys come from the layers "
+                         "below it; other layers' writes or several memory layers would differ)")
     if tokens.shape[1] < keep_last:
         raise ValueError(f"prompt has {tokens.shape[1]} tokens, fewer than keep_last={keep_last}")
     head = tokens[:, : tokens.shape[1] - keep_last]
-    for start in range(0, head.shape[1], context):
-        model(head[:, start : start + context], read_memory=read)
+    start = 0
+    while start < head.shape[1]:
+        lead = min(overlap, start)  # tokens re-read before the new ones (none in the first window)
+        window = head[:, start - lead : start - lead + context]
+        model(window, read_memory=read, write_from=lead)
+        start += window.shape[1] - lead
     return tokens[:, head.shape[1]:]

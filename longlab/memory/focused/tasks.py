@@ -248,9 +248,9 @@ def key_cut_by_window(example, window: int, reach: int = 6) -> bool:
 
 
 @torch.no_grad()
-def passkey_trial(model, example, memory: bool) -> tuple[bool, torch.Tensor | None]:
-    """Ask one `longlab.tasks.passkey` example. memory: the prompt read into memory, only the question kept
-    local; else the model sees the prompt's last window only. Returns (correct, attention mass on the key line
+def passkey_trial(model, example, memory: bool, overlap: int = 0) -> tuple[bool, torch.Tensor | None]:
+    """Ask one `longlab.tasks.passkey` example. memory: the prompt read into memory (`read_into_memory`, windows
+    re-reading `overlap` tokens), only the question kept local; else the model sees the prompt's last window only. Returns (correct, attention mass on the key line
     per memory-layer head (H,) at the question's last byte, or None without memory)."""
     from ...tasks.passkey import KEY_LINE, QUESTION, score_passkey
 
@@ -265,7 +265,7 @@ def passkey_trial(model, example, memory: bool) -> tuple[bool, torch.Tensor | No
         return score_passkey(bytes(out[0, -new:].tolist()).decode("ascii", "replace"), example.answer), None
     layer = model.memory_layers()[0]
     with memory_lanes(model, sizes=[tokens.numel()]):
-        tail = read_into_memory(model, tokens, keep_last=len(QUESTION), read=False)
+        tail = read_into_memory(model, tokens, keep_last=len(QUESTION), read=False, overlap=overlap)
         _, _, reads = model(tail, return_retrievals=True)
         found = reads[layer.layer_index].lanes[0]
         mass = None
