@@ -128,6 +128,11 @@ def _train_rows(args, device) -> list[dict]:
 
 def main(args) -> list[dict]:
     torch.set_num_threads(args.threads)
+    try:  # faiss runs its own OpenMP pool: the same thread count as torch, or faiss wins by using more cores
+        from ..memory.faiss_backend import import_faiss
+        import_faiss().omp_set_num_threads(args.threads)
+    except ImportError:
+        pass
     device = torch.device(args.device)
     rows = _decode_rows(args, device)
     if not args.skip_train:
