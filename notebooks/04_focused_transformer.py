@@ -75,7 +75,7 @@ from longlab.attention import reference_attention
 from longlab.attention.reference import causal_mask
 from longlab.memory.focused.crossbatch import make_layout, measure_distraction
 from longlab.memory.focused.layer import FocusedAttention, read_into_memory
-from longlab.memory.focused.tasks import dictionary_accuracy, local_context, make_window_dictionary
+from longlab.memory.focused.tasks import KEY_CUT_REACH, dictionary_accuracy, local_context, make_window_dictionary
 from longlab.memory.lanes import memory_lanes
 from longlab.models import TinyLMConfig, load_checkpoint
 from longlab.tasks import load_source_documents, split_source_documents
@@ -338,8 +338,9 @@ else:
             rows.append(row)
         display(Markdown(
             "The prompt is read into memory in windows of $L$ bytes, and the dense layer below the memory layer sees "
-            "only its own window. When a window boundary falls inside an occurrence of the key (or in the 6 bytes "
-            "before one), the bytes after it are stored without the bytes they follow, and the copy breaks. "
+            "only its own window. When a window boundary falls inside an occurrence of the key (or in the "
+            f"{KEY_CUT_REACH} bytes before one), the bytes after it are stored without the bytes they follow, and "
+            "the copy breaks. "
             "Reading windows that overlap by $L/2$ (`read_into_memory(..., overlap=L // 2)`: each window re-reads "
             "the last $L/2$ bytes and stores only its new ones, twice the reading compute) stores every byte with at "
             "least $L/2$ bytes before it:\n\n" + markdown_table(rows)))

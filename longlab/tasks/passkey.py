@@ -17,6 +17,13 @@ KEY_LINE = "\nThe pass key is {key}. Remember it. {key} is the pass key.\n"
 QUESTION = "\nWhat is the pass key? The pass key is "
 
 
+def key_offsets(key: str) -> tuple[int, int]:
+    """Offsets of the key's two occurrences in KEY_LINE.format(key=key) (the line holds no other digits)."""
+    line = KEY_LINE.format(key=key)
+    first = line.index(key)
+    return first, line.index(key, first + len(key))
+
+
 @dataclass(frozen=True)
 class PasskeyExample:
     prompt: str

@@ -23,6 +23,9 @@ from .layer import read_into_memory
 
 PAD = " "
 IGNORE = -100  # cross-entropy ignore_index: bytes that are not answers
+# Bytes before a pass key that a copy of it is matched on ("key is " for its first digit): a window boundary there
+# or inside the key cuts it (`key_cut_by_window`).
+KEY_CUT_REACH = 6
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: floa
     before the question (a lookup inside the window: the same circuit, learnt first). repeat_targets: the key's
     second occurrence in the key line ("... Remember it. 37613 is ...") is a target too, a copy from its first
     occurrence 20 bytes back (more signal for the same copy; the random draws are the same either way)."""
-    from ...tasks.passkey import FILLER, KEY_LINE, QUESTION
+    from ...tasks.passkey import FILLER, KEY_LINE, QUESTION, key_offsets
 
     prev, prev_y, curr, curr_y = [], [], [], []
     filler = FILLER * (2 * window // len(FILLER) + 2)
@@ -211,7 +214,7 @@ def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: floa
         prev.append(_bytes(text))
         prev_y.append(torch.full((window,), IGNORE, dtype=torch.long))
         if repeat_targets:
-            again = cut + line.index(f"it. {key}") + 4
+            again = cut + key_offsets(key)[1]
             prev_y[-1][again - 1 : again - 1 + len(key)] = prev[-1][again : again + len(key)]
         tail = QUESTION + key + "."
         if rng.random() < local_share and len(line) + len(tail) <= window:
@@ -231,18 +234,16 @@ def passkey_batch(lanes: int, window: int, rng: random.Random, local_share: floa
                            [0] * lanes)
 
 
-def key_cut_by_window(example, window: int, reach: int = 6) -> bool:
+def key_cut_by_window(example, window: int, reach: int = KEY_CUT_REACH) -> bool:
     """Whether a window boundary of `read_into_memory` (every `window` tokens from the prompt's start) falls
     inside one of the key's two occurrences in the key line, or within the `reach` bytes before one (the bytes a
     copy of it is matched on). Layers below the memory layer see only their own window, so the bytes just after
     a boundary are written to memory without the bytes before them."""
-    from ...tasks.passkey import KEY_LINE
+    from ...tasks.passkey import key_offsets
 
-    line = KEY_LINE.format(key=example.answer)
-    starts = (line.index(example.answer), line.index(f"it. {example.answer}") + 4)
-    for start in starts:
-        lo, hi = example.key_offset + start - reach, example.key_offset + start + len(example.answer)
-        if any(0 < b <= hi for b in range(max(0, lo) // window * window, hi + 1, window) if b >= lo):
+    for offset in key_offsets(example.answer):
+        lo = max(1, example.key_offset + offset - reach)  # boundaries are positive multiples of `window`
+        if -(-lo // window) * window <= example.key_offset + offset + len(example.answer):
             return True
     return False
 
@@ -250,8 +251,9 @@ def key_cut_by_window(example, window: int, reach: int = 6) -> bool:
 @torch.no_grad()
 def passkey_trial(model, example, memory: bool, overlap: int = 0) -> tuple[bool, torch.Tensor | None]:
     """Ask one `longlab.tasks.passkey` example. memory: the prompt read into memory (`read_into_memory`, windows
-    re-reading `overlap` tokens), only the question kept local; else the model sees the prompt's last window only. Returns (correct, attention mass on the key line
-    per memory-layer head (H,) at the question's last byte, or None without memory)."""
+    re-reading `overlap` tokens), only the question kept local; else the model sees the prompt's last window only.
+    Returns (correct, attention mass on the key line per memory-layer head (H,) at the question's last byte, or
+    None without memory)."""
     from ...tasks.passkey import KEY_LINE, QUESTION, score_passkey
 
     _check_question(example.prompt, QUESTION.strip())
