@@ -193,3 +193,22 @@ def test_key_drift_is_exactly_zero_for_identical_keys_and_positive_otherwise():
         key_drift(keys, keys[:1])
     with pytest.raises(ValueError, match="need windows"):
         probe_windows(torch.zeros(10, dtype=torch.long), 8, 2)
+
+
+def test_a_window_that_writes_only_its_last_tokens_writes_those_of_the_given_memory_kv():
+    """MemoryLayer.forward(write_from=s) stores tokens s.. only; with memory_kv (the frozen backbone's keys) the
+    LongMem layer must store the same tokens of memory_kv, not all of them."""
+    torch.manual_seed(0)
+    model = TinyLM(TinyLMConfig(context=16, d_model=16, n_heads=2, n_layers=2, attention=("dense", "longmem"),
+                                memory_size=64, memory_topk=8))
+    layer = model.blocks[1].attn
+    x, positions = torch.randn(1, 16, 16), torch.arange(16)
+    memory_kv = (torch.randn(1, 2, 16, 8), torch.randn(1, 2, 16, 8))
+    with memory_lanes(model, sizes=[64]) as run:
+        layer(x, positions, memory_kv=memory_kv, write_from=8)
+        bank = run.layers[0].memories[0]
+    want = layer.bank_factory(64).add(memory_kv[0][0, :, 8:], memory_kv[1][0, :, 8:])
+    assert len(bank) == len(want) == 8
+    n = len(want.chunks)
+    for got, expected in ((bank.chunks.keys, want.chunks.keys), (bank.chunks.values, want.chunks.values)):
+        torch.testing.assert_close(got[:, :n], expected[:, :n], rtol=0, atol=0)

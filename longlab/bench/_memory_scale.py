@@ -71,9 +71,8 @@ def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 
     """Rows of the memory scale benchmark (see the module docstring), CPU. on_row(rows so far): called after
     each memory size (e.g. to save partial results of a long run)."""
     try:
-        from ..memory.faiss_backend import import_faiss
-        faiss = import_faiss()
-        faiss.omp_set_num_threads(torch.get_num_threads())
+        from ..memory.faiss_backend import faiss_with_torch_threads
+        faiss = faiss_with_torch_threads()
     except ImportError:
         faiss = None
     queries = torch.randn(num_queries, dim, generator=torch.Generator().manual_seed(1))

@@ -128,9 +128,9 @@ def _train_rows(args, device) -> list[dict]:
 
 def main(args) -> list[dict]:
     torch.set_num_threads(args.threads)
-    try:  # faiss runs its own OpenMP pool: the same thread count as torch, or faiss wins by using more cores
-        from ..memory.faiss_backend import import_faiss
-        import_faiss().omp_set_num_threads(args.threads)
+    try:
+        from ..memory.faiss_backend import faiss_with_torch_threads
+        faiss_with_torch_threads()  # faiss's OpenMP pool would otherwise use every core
     except ImportError:
         pass
     device = torch.device(args.device)

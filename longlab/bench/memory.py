@@ -88,10 +88,9 @@ def main(args) -> list[dict]:
     rows = []
 
     try:
-        from ..memory.faiss_backend import import_faiss
+        from ..memory.faiss_backend import faiss_with_torch_threads
 
-        faiss = import_faiss()
-        faiss.omp_set_num_threads(torch.get_num_threads())  # same threads as torch: a fair ratio
+        faiss = faiss_with_torch_threads()  # same threads as torch: a fair ratio
         index = faiss.IndexFlatIP(args.dim)
         t_add = _timed(lambda: [index.add(keys[s : s + args.add_batch].numpy())
                                 for s in range(0, args.keys, args.add_batch)])

@@ -25,6 +25,14 @@ def import_faiss():
     return faiss
 
 
+def faiss_with_torch_threads():
+    """`import_faiss()` with faiss's own OpenMP pool set to torch's thread count, so that a timing against torch
+    compares the same cores (faiss otherwise uses every core)."""
+    faiss = import_faiss()
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    return faiss
+
+
 def build_index(kind: str, vectors: np.ndarray, hnsw_m: int = 32, nprobe: int = 8):
     """A faiss inner-product index of `kind` holding `vectors` (n, d) float32, ids 0..n-1."""
     faiss = import_faiss()

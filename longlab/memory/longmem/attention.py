@@ -96,8 +96,8 @@ class LongMemAttention(MemoryLayer):
 
     def write(self, k_raw, v, doc_ids=None) -> None:
         """Cache the given memory_kv (e.g. the frozen backbone's), else this layer's own pre-RoPE keys and values."""
-        if self._memory_kv is not None:
-            k_raw, v = self._memory_kv
+        if self._memory_kv is not None:  # the same tokens as given (the last ones, after a forward's write_from)
+            k_raw, v = (t[:, :, t.shape[2] - k_raw.shape[2]:] for t in self._memory_kv)
         self.lanes.write(k_raw.detach(), v.detach(), doc_ids)
 
     def read_lane(self, bank, q_raw, q) -> LaneRead:
