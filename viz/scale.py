@@ -55,6 +55,9 @@ def _per_query_ms(row) -> float:
     return 1000 * float(row["search_s"]) / int(row["queries"])
 
 
+FLOAT32_SCAN = "exact, float32 scan only (threshold_topk)"  # the search without its bfloat16 screen
+
+
 def memory_scale_figure(rows, title: str = "kNN memory search at scale") -> go.Figure:
     """Left: exact top-k search time per query against memory size (longlab vs faiss brute force) and the best
     faiss IVF setting reaching recall >= 0.95; right: recall@k against search time per query of faiss IVF over
@@ -62,11 +65,14 @@ def memory_scale_figure(rows, title: str = "kNN memory search at scale") -> go.F
     fig = make_subplots(rows=1, cols=2, subplot_titles=("search time against memory size",
                                                         "approximate search: recall against time"))
     sizes = sorted({int(r["keys"]) for r in rows})
-    for method, color in (("exact (KVMemory)", method_color("memorizing")),
-                          ("faiss flat (knn_inner_product)", method_color("dense"))):
+    for method, color, dash in (("exact (KVMemory)", method_color("memorizing"), None),
+                                (FLOAT32_SCAN, method_color("memorizing"), "dot"),
+                                ("faiss flat (knn_inner_product)", method_color("dense"), None)):
         part = sorted((r for r in rows if r["method"] == method), key=lambda r: int(r["keys"]))
+        if not part:  # older records have no float32-only rows
+            continue
         fig.add_trace(go.Scatter(x=[int(r["keys"]) for r in part], y=[_per_query_ms(r) for r in part],
-                                 mode="lines+markers", name=method, line={"color": color},
+                                 mode="lines+markers", name=method, line={"color": color, "dash": dash},
                                  text=[f"{r['queries']} queries" for r in part]), row=1, col=1)
     best = []
     for i, n in enumerate(sizes):
@@ -121,6 +127,12 @@ def memory_scale_summary(rows) -> str:
     lines = [f"- {top:,} keys: exact top-{exact['k']} for {exact['queries']} queries in "
              f"**{float(exact['search_s']):,.1f} s**, resident memory {float(exact['rss_gib']):.1f} GiB "
              f"(keys and values), adding at {float(exact['add_keys_per_s']) / 1e6:.1f}M keys/s."]
+    scan = at.get(FLOAT32_SCAN)
+    if scan:
+        lines.append(f"- The same search without the bfloat16 screen (a float32 scan of every key): "
+                     f"{float(scan['search_s']):,.1f} s, so the screen makes it "
+                     f"{float(scan['search_s']) / float(exact['search_s']):.2f}x faster; "
+                     f"{float(scan['same_neighbours']):.4f} of its neighbours are the screened search's.")
     flat = at.get("faiss flat (knn_inner_product)")
     if flat:
         lines.append(f"- faiss brute force on the same keys: {float(flat['search_s']):,.1f} s "

@@ -4,7 +4,11 @@ Workload: one head, D = 64, float32 keys and values (standard normal, seeded),
 1024 standard-normal queries, top-32. Per memory size, rows for:
   - `exact (KVMemory)`: `KVMemory.search(exact=True)`; `add_keys_per_s` = entries / seconds spent in `add`
     (batches of 2**20); `peak_mib` = tensors created by the search; `rss_gib` = the process's resident
-    memory after the search (the memory's keys and values included);
+    memory after the search (the memory's keys and values included); `search_s` is timed on a second run, without
+    the peak tracker (it intercepts every tensor op);
+  - `exact, float32 scan only (threshold_topk)`: where the search above used the bfloat16 screen
+    (`longlab.memory.screened_search`), the same search without it; `same_neighbours` = the fraction of
+    its top-32 that the screened search also returns (1 but for float32 near-ties);
   - `faiss flat (knn_inner_product)`: faiss's brute-force inner-product search (the kernel IndexFlatIP.search
     runs) over the memory's own key buffer without copying it (an IndexFlatIP would hold a second copy of
     the keys); `same_neighbours` = fraction of its top-32 that the exact search also returns;
@@ -26,7 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..analysis.memtrack import timed_peak
-from ..memory import KVMemory, recall_at_k
+from ..memory import KVMemory, exact_topk, recall_at_k
+from ..memory.screened_search import screen_worthwhile
 from .common import device_label, stamp
 
 COLUMNS = ["keys", "method", "search_s", "speedup_vs_exact", "recall", "same_neighbours", "add_keys_per_s",
@@ -65,6 +70,15 @@ def _timed(fn):
     return seconds, peak, before, _load()
 
 
+def _timed_search(fn):
+    """Like `_timed`, but the seconds are a second, untracked run's: the peak-memory tracker intercepts every
+    tensor op, which at thousands of blocks per search adds seconds that are not the search's."""
+    _, peak, before, _ = _timed(fn)
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start, peak, before, _load()
+
+
 def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 32, nprobes=NPROBES,
                   ivf_min: int = 65536, persist_sizes=(), folder=None, progress: bool = True,
                   on_row=None, ivf_max: int | None = None) -> list[dict]:
@@ -92,10 +106,17 @@ def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 
         memory = KVMemory(n, dim, backend="faiss" if ivf else "torch", index="ivf")
         add_s = _fill(memory, n, dim, seed=n)
         found = {}
-        t_exact, peak, before, after = _timed(lambda: found.update(exact=memory.search(queries, k, exact=True)))
+        t_exact, peak, before, after = _timed_search(lambda: found.update(exact=memory.search(queries, k, exact=True)))
         exact = found["exact"]
         row(n, "exact (KVMemory)", t_exact, before, after, speedup_vs_exact=1.0, recall=1.0,
             add_keys_per_s=n / add_s, peak_mib=peak / 2**20, rss_gib=_rss_gib())
+        if screen_worthwhile(queries[None], memory.keys[:, :n], k, None, memory.chunk):
+            # the search above went through the bfloat16 screen: the float32 scan alone, for comparison
+            t_scan, peak, before, after = _timed_search(lambda: found.update(
+                scan=exact_topk(queries[None], memory.keys[:, :n], k, chunk=memory.chunk, method="threshold")))
+            same = recall_at_k(_Indices(found.pop("scan")[1]), exact)
+            row(n, "exact, float32 scan only (threshold_topk)", t_scan, before, after,
+                speedup_vs_exact=t_exact / t_scan, same_neighbours=same, peak_mib=peak / 2**20)
         if faiss is not None:
             keys_np = memory.keys[0, :n].numpy()  # a view: no copy
             before = _load()

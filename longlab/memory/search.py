@@ -67,11 +67,19 @@ def exact_topk(
     chunk: keys per score block (default: about SCORE_BLOCK_ELEMENTS scores); group: keys per group of the
     pre-selection (1 = a plain top-k of every block). method: "blocks" (each block's candidates kept, merged
     every few blocks), "threshold" (`threshold_topk`: later blocks keep only groups that reach each query's
-    running k-th best; ~1.4x faster on CPU, but one nonzero per block, a device sync on GPUs) or "auto"
-    (threshold on CPU, blocks elsewhere).
+    running k-th best; ~1.4x faster on CPU, but one nonzero per block, a device sync on GPUs), "screened"
+    (`screened_search.screened_topk`: a bfloat16 screen, float32 rescoring and a per-query proof of exactness;
+    on CPUs with hardware bfloat16) or "auto" (screened where it pays, else threshold on CPU, blocks elsewhere).
     """
-    if method not in ("auto", "blocks", "threshold"):
-        raise ValueError(f"method must be 'auto', 'blocks' or 'threshold', got {method!r}")
+    if method not in ("auto", "blocks", "threshold", "screened"):
+        raise ValueError(f"method must be 'auto', 'blocks', 'threshold' or 'screened', got {method!r}")
+    if method == "screened" or method == "auto" and group > 1:
+        from .screened_search import screen_worthwhile, screened_topk  # it builds on threshold_topk below
+
+        if method == "screened" and key_scale is not None:
+            raise ValueError("method='screened' takes no key_scale (its error bound is for plain inner products)")
+        if method == "screened" or screen_worthwhile(queries, keys, k, key_scale, chunk):
+            return screened_topk(queries, keys, k, chunk or THRESHOLD_CHUNK, group)
     if method == "threshold" or (method == "auto" and queries.device.type == "cpu" and group > 1):
         return threshold_topk(queries, keys, k, key_scale, chunk or THRESHOLD_CHUNK, group)
     heads, num_queries, _ = queries.shape
@@ -142,13 +150,17 @@ class _Candidates:
 
 @torch.no_grad()
 def threshold_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, key_scale: torch.Tensor | None = None,
-                   chunk: int = THRESHOLD_CHUNK, group: int = GROUP) -> tuple[torch.Tensor, torch.Tensor]:
+                   chunk: int = THRESHOLD_CHUNK, group: int = GROUP,
+                   compute_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`exact_topk` for CPUs, same arguments and result: blocks are scored keys-major (H, chunk, nq) into one
     reused buffer; the top-k of the first WARM_BLOCKS blocks gives every query a threshold (its k-th best so
     far), and in every later block only the groups of `group` keys whose maximum reaches that threshold are kept
     (a group below it cannot hold a final top-k key). Then almost no group passes, so the work per block is the
     matmul, one max pass and one compare over 1/group of the scores. Memories of up to WARM_BLOCKS blocks are
-    searched the per-block way only."""
+    searched the per-block way only. compute_dtype: score in this dtype (queries once, each key block as it is
+    read; e.g. bfloat16 for `screened_topk`), scores returned in it."""
+    if compute_dtype is not None:
+        queries = queries.to(compute_dtype)
     heads, num_queries, _ = queries.shape
     num_keys = keys.shape[1]
     k = min(k, num_keys)
@@ -157,16 +169,16 @@ def threshold_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, key_scale:
     # enough that later blocks pass only a few groups (a threshold from one small block lets many through).
     warm = WARM_BLOCKS * chunk
     if k == 0 or num_queries == 0 or num_keys <= warm:
-        return exact_topk(queries, keys, k, key_scale=key_scale, group=group, method="blocks")
-    scores, index = exact_topk(queries, keys[:, :warm], k, None if key_scale is None else key_scale[:, :warm],
-                               group=group, method="blocks")
+        return exact_topk(queries, keys.to(queries.dtype), k, key_scale=key_scale, group=group, method="blocks")
+    scores, index = exact_topk(queries, keys[:, :warm].to(queries.dtype), k,
+                               None if key_scale is None else key_scale[:, :warm], group=group, method="blocks")
     kept = _Candidates(scores.reshape(-1, k), index.reshape(-1, k))
     rows_of = torch.arange(heads * num_queries, device=queries.device).view(heads, 1, num_queries)
     q_t = queries.transpose(1, 2)  # (H, D, nq)
     buffer = queries.new_empty(heads, chunk, num_queries)
     for start in range(warm, num_keys, chunk):
         stop = min(num_keys, start + chunk)
-        block = torch.bmm(keys[:, start:stop], q_t, out=buffer[:, : stop - start])  # (H, C, nq)
+        block = torch.bmm(keys[:, start:stop].to(queries.dtype), q_t, out=buffer[:, : stop - start])  # (H, C, nq)
         if key_scale is not None:
             block *= key_scale[:, start:stop, None]
         width = stop - start
