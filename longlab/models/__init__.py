@@ -3,6 +3,7 @@
 Beside TinyLM: LongMem (a frozen TinyLM backbone + a trainable SideNet with a chunked memory) lives in
 `longlab.memory.longmem.model` (it builds on this package, so it is not imported here); its memory-augmented layer is
 also the TinyLM attention kind "longmem" (`attention_kinds()`)."""
+from .grow import grow_by_one_layer
 from .registry import attention_class, attention_kinds, register_attention
 from .tiny import TinyLM, TinyLMConfig
 from .train import (
@@ -19,5 +20,5 @@ from .train import (
 __all__ = [
     "TinyLM", "TinyLMConfig", "register_attention", "attention_kinds", "attention_class",
     "TrainConfig", "TrainResult", "train", "evaluate", "random_windows", "DocumentStreams",
-    "save_checkpoint", "load_checkpoint",
+    "save_checkpoint", "load_checkpoint", "grow_by_one_layer",
 ]
