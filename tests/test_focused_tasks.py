@@ -15,6 +15,7 @@ from longlab.memory.focused.tasks import (
     local_context,
     lookup_batch,
     make_window_dictionary,
+    near_miss_keys,
     passkey_batch,
     passkey_trial,
 )
@@ -34,8 +35,38 @@ def test_window_dictionary_never_straddles_a_window():
         make_window_dictionary(1, 8)
 
 
-def test_lookup_batch_targets_are_the_values_of_keys_defined_in_the_positive():
-    batch = lookup_batch(4, 64, 2, random.Random(0))
+def hamming(a: str, b: str) -> int:
+    return sum(x != y for x, y in zip(a, b))
+
+
+def test_near_miss_keys_share_all_but_one_letter_with_a_root():
+    keys = near_miss_keys(random.Random(3), 30, 4, bases=1)
+    assert len(set(keys)) == 30 and all(len(k) == 4 for k in keys)
+    assert max(hamming(a, b) for a in keys for b in keys) <= 2  # each is one letter away from the one root
+    with pytest.raises(ValueError, match="near misses"):
+        near_miss_keys(random.Random(0), 102, 4, bases=1)  # 1 root + 4 * 25 one-letter changes = 101 keys
+
+
+def test_near_miss_lanes_define_keys_that_differ_in_few_letters_and_keep_their_targets():
+    batch = lookup_batch(6, 64, 1, random.Random(4), local_defs=4, near_miss=1.0)
+    for i in range(6):
+        defs = bytes(batch.prev[i].tolist()).decode()
+        keys = [p.split(":")[0] for p in defs.strip().split(";") if p]
+        local = [p.split(":")[0] for p in bytes(batch.curr[i].tolist()).decode().split(";")[:4]]
+        assert len(keys) == 7 and not set(keys) & set(local)
+        # 11 keys from 2 roots: every key has another within 2 letters (random keys: almost never)
+        every = keys + local
+        assert all(min(hamming(a, b) for b in every if b != a) <= 2 for a in every)
+    plain = lookup_batch(6, 64, 1, random.Random(4), local_defs=4)
+    assert torch.equal(plain.prev, lookup_batch(6, 64, 1, random.Random(4), local_defs=4, near_miss=0.0).prev)
+    assert not torch.equal(plain.prev, batch.prev)
+    with pytest.raises(ValueError, match="share of lanes"):
+        lookup_batch(2, 64, 1, random.Random(0), near_miss=1.5)
+
+
+@pytest.mark.parametrize("near_miss", [0.0, 0.5])
+def test_lookup_batch_targets_are_the_values_of_keys_defined_in_the_positive(near_miss):
+    batch = lookup_batch(4, 64, 2, random.Random(0), near_miss=near_miss)
     assert batch.prev.shape == batch.curr.shape == (4, 64) and batch.layout.d == 2
     assert (batch.prev_y == IGNORE).all()
     for i in range(4):

@@ -59,16 +59,42 @@ def _keys(rng: random.Random, count: int, key_len: int, exclude: frozenset = fro
     return out
 
 
-def make_window_dictionary(windows: int, window: int, key_len: int = 4, value_len: int = 3,
-                           seed: int = 0) -> Dictionary:
-    """`windows` windows of `window` bytes, each floor(window / (key_len + value_len + 2)) definitions + padding."""
-    positive_int("windows", windows)
+def near_miss_keys(rng: random.Random, count: int, key_len: int, bases: int = 2) -> list[str]:
+    """`count` distinct keys, each one of `bases` random keys with one letter (at a random place) changed: keys
+    that share all but one letter, so that only a match on every letter tells them apart (hard negatives)."""
+    if count > bases * (1 + key_len * 25):
+        raise ValueError(f"{bases} bases of {key_len} letters have only {bases * (1 + key_len * 25)} near misses; "
+                         f"{count} were asked for")
+    roots = _keys(rng, bases, key_len)
+    seen: set[str] = set()
+    out = []
+    while len(out) < count:
+        key = list(rng.choice(roots))
+        key[rng.randrange(key_len)] = rng.choice(string.ascii_lowercase)
+        if "".join(key) not in seen:
+            seen.add("".join(key))
+            out.append("".join(key))
+    return out
+
+
+def definitions_per_window(window: int, key_len: int, value_len: int) -> int:
     per_def = key_len + value_len + 2
-    per_window = window // per_def
-    if per_window < 1:
+    if window < per_def:
         raise ValueError(f"window={window} is shorter than one definition ({per_def} bytes)")
+    return window // per_def
+
+
+def make_window_dictionary(windows: int, window: int, key_len: int = 4, value_len: int = 3,
+                           seed: int = 0, keys: list[str] | None = None) -> Dictionary:
+    """`windows` windows of `window` bytes, each floor(window / (key_len + value_len + 2)) definitions + padding.
+    keys: the keys to define (default: distinct random keys); values are random."""
+    positive_int("windows", windows)
+    per_window = definitions_per_window(window, key_len, value_len)
     rng = random.Random(seed)
-    keys = _keys(rng, windows * per_window, key_len)
+    if keys is None:
+        keys = _keys(rng, windows * per_window, key_len)
+    elif len(keys) != windows * per_window or len(set(keys)) != len(keys) or {len(k) for k in keys} != {key_len}:
+        raise ValueError(f"keys must be {windows * per_window} distinct keys of {key_len} letters")
     values = ["".join(rng.choices(string.ascii_lowercase, k=value_len)) for _ in keys]
     parts = []
     for w in range(windows):
@@ -83,15 +109,25 @@ def _bytes(text: str) -> torch.Tensor:
 
 
 def lookup_batch(lanes: int, window: int, d: int, rng: random.Random, key_len: int = 4,
-                 value_len: int = 3, local_defs: int = 0) -> CrossbatchBatch:
+                 value_len: int = 3, local_defs: int = 0, near_miss: float = 0.0) -> CrossbatchBatch:
     """A crossbatch batch of the lookup task: lane i's previous window = one window of definitions, its current
     window = questions with answers about them ("?key:value;" from a random phase), targets IGNORE except the
     value bytes. Negatives: d - 1 other lanes' definition windows (each lane its own dictionary).
     local_defs > 0 starts the current window with that many definitions of other keys, asked about too: a
-    lookup inside the window (the same circuit, learnt first, as the paper's d = 1 phase intends)."""
+    lookup inside the window (the same circuit, learnt first, as the paper's d = 1 phase intends).
+    near_miss: the share of lanes whose keys (definitions and local definitions) are `near_miss_keys`: with
+    random keys one or two letters already tell a window's 7 keys apart, so a model need not learn to match the
+    rest, and a memory of thousands of keys then confuses it."""
+    if not 0.0 <= near_miss <= 1.0:
+        raise ValueError(f"near_miss is a share of lanes, in [0, 1]; got {near_miss}")
     prev, prev_y, curr, curr_y = [], [], [], []
+    per_window = definitions_per_window(window, key_len, value_len)
     for _ in range(lanes):
-        book = make_window_dictionary(1, window, key_len, value_len, seed=rng.randrange(2**31))
+        lane_keys = None
+        if near_miss and rng.random() < near_miss:  # no draw without near misses: older streams stay as they were
+            lane_keys = near_miss_keys(random.Random(rng.randrange(2**31)), per_window + local_defs, key_len)
+        book = make_window_dictionary(1, window, key_len, value_len, seed=rng.randrange(2**31),
+                                      keys=lane_keys and lane_keys[:per_window])
         text = book.text
         prev.append(_bytes(text))
         prev_y.append(torch.full((window,), IGNORE, dtype=torch.long))
@@ -99,7 +135,7 @@ def lookup_batch(lanes: int, window: int, d: int, rng: random.Random, key_len: i
         asked, targets, phase = "", [], rng.randrange(key_len + value_len + 3)
         if local_defs:
             extra = make_window_dictionary(1, local_defs * (key_len + value_len + 2), key_len, value_len,
-                                           seed=rng.randrange(2**31))
+                                           seed=rng.randrange(2**31), keys=lane_keys and lane_keys[per_window:])
             fresh = [(k, v) for k, v in zip(extra.keys, extra.values) if k not in keys]
             asked = "".join(f"{k}:{v};" for k, v in fresh)
             keys += [k for k, _ in fresh]
