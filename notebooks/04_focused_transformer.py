@@ -210,9 +210,9 @@ display(Markdown("\n".join(rows)))
 # The paper's synthetic task: definitions `abcd:xyz;` (window-aligned, 7 per $L = 64$-byte window), then a question
 # `?abcd:` whose answer is the value. A small model with one **focused** layer was trained with crossbatch pairs
 # (its recipe is printed below, from the record). To test it, a whole dictionary is read into memory window
-# by window (`read_into_memory`), and the local context holds **only the question**: every definition lies at
-# least one window back, the oldest 16 $L$ or 64 $L$ tokens back. The same model with memory size 0 sees only the
-# question: chance ($26^{-3}$).
+# by window (`read_into_memory`), and the local context holds the question after a few definitions of **other**
+# keys: the asked definition lies at least one window back, the oldest 16 $L$ or 64 $L$ tokens back. The same
+# model with memory size 0 sees only that local text: chance ($26^{-3}$).
 
 # %%
 def recorded(path):
@@ -222,11 +222,13 @@ def recorded(path):
 
 
 dictionary = recorded(DICTIONARY)
-dict_checkpoint = checkpoints / "focused_dictionary.safetensors"
-if dictionary is None or "focused" not in dictionary["models"]:
+claim2 = (dictionary or {}).get("claim2_model", "focused")  # the model trained on for claim 2
+dict_checkpoint = checkpoints / {"focused": "focused_dictionary.safetensors",
+                                 "focused_hard_keys": "focused_dictionary_hard_keys.safetensors"}[claim2]
+if dictionary is None or claim2 not in dictionary["models"]:
     display(Markdown("*Not recorded in this checkout: run `data/focused/make_dictionary.py` (see its docstring).*"))
 else:
-    fot = dictionary["models"]["focused"]
+    fot = dictionary["models"][claim2]
     acc = fot["accuracy"]
     each = fot.get("accuracy_per_dictionary", {})
     rows = [{"definitions": f"{w} L = {w * dictionary['window_L']:,} tokens back",
@@ -239,11 +241,33 @@ else:
     train = fot["train"]
     kinds = train.get("kinds", "dense,MEMORY,dense").replace("MEMORY", "**focused**").replace(",", ", ")
     start = "from scratch" if train.get("init") == "random" else f"fine-tuned from `{train.get('init')}`"
+    phases = train.get("phases", [train])
+    near = [f"{p['steps']} steps with near-miss keys in {p['near_miss']:.0%} of lanes" for p in phases
+            if p.get("near_miss")]
+    grown = [f"one dense layer inserted at index {p['grown_at']} (starting as the identity)" for p in phases
+             if p.get("grown_at") is not None]
     display(Markdown(f"Training: layers {kinds}, {start}, {train['steps']} steps of {train['lanes']} lanes, key "
                      f"length by step "
-                     f"`{train.get('key_schedule', '4')}`, d schedule `{train['schedule']}`; value loss "
+                     f"`{train.get('key_schedule', '4')}`, d schedule `{train['schedule']}`"
+                     + "".join(f"; {part}" for part in near + grown) + "; value loss "
                      f"{history[0]['value_loss']:.3f} → {history[-1]['value_loss']:.3f} nats "
                      f"(chance: ln 26 = {math.log(26):.3f})."))
+    probe = {name: m["near_miss_probe"] for name, m in dictionary["models"].items() if "near_miss_probe" in m}
+    if probe:
+        display(Markdown(
+            "**Why long dictionaries are hard.** With random keys, one or two letters already tell the 7 keys of a "
+            "training window apart, so a model can learn to match only part of a key, and a memory of hundreds of "
+            "definitions then holds many keys that agree on that part. One window of definitions, all 7 keys asked, "
+            "keys random against keys that differ from each other in one letter (`near_miss_keys`):\n\n"
+            + markdown_table([{"model": name, **{kind: round(acc, 3) for kind, acc in row.items()}}
+                              for name, row in probe.items()])))
+    if fot.get("per_byte_accuracy"):
+        display(Markdown(
+            "**Where lookups break, byte by byte** (teacher-forced: the true earlier value bytes given; questions "
+            "about the oldest window's keys):\n\n"
+            + markdown_table([{"dictionary": f"{w} L", **{f"value byte {i + 1}": round(a, 3)
+                                                          for i, a in enumerate(accs)}}
+                              for w, accs in fot["per_byte_accuracy"].items()])))
     if fot.get("lookup_r_d"):  # distraction on the lookup task: share of attention on the asked window
         display(distraction_figure({"this model, lookup windows": fot["lookup_r_d"]},  # draws 1/d itself
                                    title="recorded: r_d at the answer bytes, own definitions window vs d - 1 others"))
@@ -395,3 +419,6 @@ else:
 # - At inference, `read_into_memory` lets a model answer about text far beyond its window. How the prompt is cut
 #   into windows matters: a stored key carries only the context of its own window, so overlapping windows (section
 #   5) keep keys intact.
+# - A memory of many entries needs keys that are matched whole. Training windows whose keys differ in one letter
+#   (hard negatives) and a second layer below the memory layer, so that every value byte's key carries its
+#   definition's key, moved lookups 64 L back from 0% to the level of section 4's table.

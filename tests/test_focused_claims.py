@@ -90,13 +90,18 @@ def test_dictionary_record_and_recheck():
     from longlab.memory.focused.tasks import dictionary_accuracy, local_context, make_window_dictionary
 
     rec = record("dictionary")
-    fot = rec["models"]["focused"]
+    fot = rec["models"][rec["claim2_model"]]  # the model trained on for claim 2 (hard keys, one more layer)
     window = rec["window_L"]
     assert {"16L_memory", "16L_no_memory", "64L_memory", "64L_no_memory"} <= set(fot["accuracy"])
     assert fot["accuracy"]["16L_no_memory"] <= 0.05 and fot["accuracy"]["64L_no_memory"] <= 0.05  # chance: 26^-3
     assert max(r["tokens_in_memory"] for r in fot["sweep"]) >= 1_000_000  # the sweep reached 1M tokens
-    model, info = checkpoint("focused_dictionary")
+    model, info = checkpoint("focused_dictionary_hard_keys")
     assert info["window"] == window == model.config.context and info["layer"] == "focused"
+    assert set(fot["per_byte_accuracy"]) == {"1", "16", "64"} and set(fot["near_miss_probe"]) == {
+        "random keys", "near-miss keys"}
+    # the diagnosis the recipe answers: the first model broke on near-miss keys, this one less
+    first = rec["models"]["focused"]["near_miss_probe"]["near-miss keys"]
+    assert fot["near_miss_probe"]["near-miss keys"] > first
     # the record's dictionary, local text and first 5 of its questions (accuracy varies a lot between dictionaries)
     seed = rec["seed"] + 16
     book = make_window_dictionary(16, window, info.get("key_len", 4), info.get("value_len", 3), seed=seed)
