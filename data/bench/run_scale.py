@@ -6,8 +6,7 @@ measurement (a full run takes many minutes on 2 cores; partial results survive a
 
 The recorded files came from (a 2-core machine shared with other work, so timings are "under load"):
     run_scale.py dilated --sizes 4096 16384 32768 65536 262144 1048576 --dense-sizes 16384 32768
-    run_scale.py memory --ivf-max 1048576 --sizes 16384 65536 262144 1048576 4194304
-    run_scale.py memory --append --sizes 16777216 --queries 64 --ivf-max 0
+    run_scale.py memory --ivf-max 1048576       (2 threads, nothing else running)
 
 Writes data/bench/dilated_scale_cpu.csv / data/bench/memory_scale_cpu.csv (same rows as the CLI command).
 """
