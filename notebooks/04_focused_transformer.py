@@ -373,8 +373,8 @@ else:
 # %% [markdown]
 # ## 6. One softmax against a gate
 #
-# A fair race needs the same architecture, data and budget: the claim-2 recipe of section 4 (2 layers from
-# scratch, the same 64-lane lookup batches, steps and learning rates), once with the Focused layer and once with
+# A fair race needs the same architecture, data and budget: the first two phases of section 4's recipe (2 layers
+# from scratch, the same 64-lane lookup batches, steps and learning rates), once with the Focused layer and once with
 # the Memorizing Transformer's gated kNN layer (memory of the previous window, detached, two softmaxes mixed by a
 # learned gate). The two differ in more than the gate: crossbatch sends gradients into the previous window's keys,
 # while the Memorizing layer's memory is detached, as in its paper. The Focused model's last 1500 steps saw 7

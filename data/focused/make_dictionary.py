@@ -10,9 +10,10 @@ back), the model generates the value: exact-match accuracy, with memory and with
 Then the memory-size sweep: accuracy against the number of dictionary tokens in memory, up to 1M tokens, exact
 top-k.
 
-Claim 2 model (`data/checkpoints/focused_dictionary`): 2 layers (dense, focused) trained from scratch on 64-lane
-batches with short keys first (1, then 2, then 4 letters) at d = 1 until the lookup is learnt (6000 steps, 34 min
-on 2 threads), then d = 8 (the paper's schedule for this task; 1500 steps at lr 1e-3):
+The first model (`data/checkpoints/focused_dictionary`, claim 4's one-softmax side, and where claim 2 starts):
+2 layers (dense, focused) trained from scratch on 64-lane batches with short keys first (1, then 2, then 4
+letters) at d = 1 until the lookup is learnt (6000 steps, 34 min on 2 threads), then d = 8 (the paper's schedule
+for this task; 1500 steps at lr 1e-3):
 
     .venv/bin/python data/focused/make_dictionary.py train --layer focused --from-scratch --kinds dense,MEMORY \
         --lanes 64 --local-defs 4 --key-schedule 1:1000,2:1600,4 --schedule 1 --steps 6000 --threads 2 \
