@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longlab.memory import exact_topk, screened_search
+from longlab.memory import KVMemory, exact_topk, screened_search, store
 from longlab.memory.screened_search import screen_error_bound, screened_topk
 
 
@@ -69,7 +69,22 @@ def test_screen_is_chosen_only_where_it_pays(monkeypatch):
 
 def test_screen_refuses_what_its_bound_does_not_cover():
     q, keys = torch.randn(1, 4, 8), torch.randn(1, 100, 8)
-    with pytest.raises(ValueError, match="key_scale"):
-        exact_topk(q, keys, 3, key_scale=torch.ones(1, 100), method="screened")
     with pytest.raises(ValueError, match="float32"):
         screened_topk(q.double(), keys.double(), 3)
+
+
+def test_memory_search_goes_through_the_screen_where_it_pays_and_stays_exact(monkeypatch):
+    calls = []
+    monkeypatch.setattr(screened_search, "fast_bf16_matmul", lambda: True)
+    monkeypatch.setattr(screened_search, "MIN_KEYS", 2048)
+    real = store.screened_topk
+    monkeypatch.setattr(store, "screened_topk", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    gen = torch.Generator().manual_seed(5)
+    keys = torch.randn(3000, 16, generator=gen)
+    memory = KVMemory(4096, 16, 16, chunk=64).add(keys, keys)
+    q = torch.randn(64, 16, generator=gen)
+    found = memory.search(q, 8)
+    assert calls == [1]
+    assert torch.equal(found.indices, float64_topk(q[None], keys[None], 8)[1])
+    memory.search(q, 8, normalize=True)  # a per-key scale: the float32 path
+    assert calls == [1]

@@ -66,7 +66,7 @@ def screen_worthwhile(queries: torch.Tensor, keys: torch.Tensor, k: int, key_sca
 
 
 @torch.no_grad()
-def screened_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int = THRESHOLD_CHUNK,
+def screened_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int | None = None,
                   group: int = GROUP, spare: int = SPARE,
                   stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`exact_topk` through a bfloat16 screen (module doc): queries (H, nq, D), keys (H, N, D) float32; returns
@@ -77,6 +77,7 @@ def screened_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int 
         raise ValueError(f"the bfloat16 screen's error bound is for float32 scores; got {queries.dtype} queries "
                          f"and {keys.dtype} keys")
     heads, num_queries, dim = queries.shape
+    chunk = chunk or THRESHOLD_CHUNK
     k = min(k, keys.shape[1])
     wide = min(keys.shape[1], spare * k)
     screened, index = threshold_topk(queries, keys, wide, chunk=chunk, group=group, compute_dtype=torch.bfloat16)

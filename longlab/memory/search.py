@@ -67,19 +67,12 @@ def exact_topk(
     chunk: keys per score block (default: about SCORE_BLOCK_ELEMENTS scores); group: keys per group of the
     pre-selection (1 = a plain top-k of every block). method: "blocks" (each block's candidates kept, merged
     every few blocks), "threshold" (`threshold_topk`: later blocks keep only groups that reach each query's
-    running k-th best; ~1.4x faster on CPU, but one nonzero per block, a device sync on GPUs), "screened"
-    (`screened_search.screened_topk`: a bfloat16 screen, float32 rescoring and a per-query proof of exactness;
-    on CPUs with hardware bfloat16) or "auto" (screened where it pays, else threshold on CPU, blocks elsewhere).
+    running k-th best; ~1.4x faster on CPU, but one nonzero per block, a device sync on GPUs) or "auto"
+    (threshold on CPU, blocks elsewhere). `screened_search.screened_topk` builds on this one (a bfloat16 screen,
+    float32 rescoring and a per-query proof of exactness); `KVMemory.search` picks it where it pays.
     """
-    if method not in ("auto", "blocks", "threshold", "screened"):
-        raise ValueError(f"method must be 'auto', 'blocks', 'threshold' or 'screened', got {method!r}")
-    if method == "screened" or method == "auto" and group > 1:
-        from .screened_search import screen_worthwhile, screened_topk  # it builds on threshold_topk below
-
-        if method == "screened" and key_scale is not None:
-            raise ValueError("method='screened' takes no key_scale (its error bound is for plain inner products)")
-        if method == "screened" or screen_worthwhile(queries, keys, k, key_scale, chunk):
-            return screened_topk(queries, keys, k, chunk or THRESHOLD_CHUNK, group)
+    if method not in ("auto", "blocks", "threshold"):
+        raise ValueError(f"method must be 'auto', 'blocks' or 'threshold', got {method!r}")
     if method == "threshold" or (method == "auto" and queries.device.type == "cpu" and group > 1):
         return threshold_topk(queries, keys, k, key_scale, chunk or THRESHOLD_CHUNK, group)
     heads, num_queries, _ = queries.shape

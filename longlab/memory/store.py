@@ -15,6 +15,7 @@ import torch
 
 from .faiss_backend import FaissIndex
 from .persist import META_INTS, read_memory_into, save_memory
+from .screened_search import screen_worthwhile, screened_topk
 from .search import exact_topk
 
 BACKENDS = ("torch", "faiss")
@@ -241,7 +242,10 @@ class KVMemory:
         else:
             q = torch.nn.functional.normalize(queries, dim=-1) if normalize else queries
             scale = 1.0 / self.key_norms[:, :n].clamp_min(1e-12) if normalize else None
-            scores, index = exact_topk(q, self.keys[:, :n], k, key_scale=scale, chunk=self.chunk)
+            if screen_worthwhile(q, self.keys[:, :n], k, scale, self.chunk):  # CPUs with hardware bfloat16
+                scores, index = screened_topk(q, self.keys[:, :n], k, chunk=self.chunk)
+            else:
+                scores, index = exact_topk(q, self.keys[:, :n], k, key_scale=scale, chunk=self.chunk)
         return self.gather(scores, index)
 
     def gather(self, scores: torch.Tensor, index: torch.Tensor) -> SearchResult:
