@@ -22,6 +22,7 @@ def test_screened_scores_stay_within_the_error_bound(scale):
     exact = q.double() @ keys.double().transpose(1, 2)
     error = (screened - exact).abs().amax(-1)
     bound = screen_error_bound(q, keys).double()
+    torch.testing.assert_close(screen_error_bound(q, keys, torch.linalg.vector_norm(keys, dim=-1)).double(), bound)
     assert (error <= bound).all()
     assert (error >= bound / 50).all()  # the bound is of the size of the real error, not vacuous
 

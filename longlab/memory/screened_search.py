@@ -46,11 +46,15 @@ def fast_bf16_matmul() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def screen_error_bound(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """(H, nq) bound on |bfloat16-screened score - float32 score| over every key of each head (module doc)."""
+def screen_error_bound(queries: torch.Tensor, keys: torch.Tensor,
+                       key_norms: torch.Tensor | None = None) -> torch.Tensor:
+    """(H, nq) bound on |bfloat16-screened score - float32 score| over every key of each head (module doc).
+    key_norms: (H, N) |k| if the caller keeps them (KVMemory does), else computed (a pass over every key)."""
     u = torch.finfo(torch.bfloat16).eps / 2
     relative = (1 + u) ** 3 - 1 + 2 * queries.shape[-1] * torch.finfo(torch.float32).eps / 2
-    key_norm = torch.linalg.vector_norm(keys, dim=-1).amax(-1)  # (H,)
+    if key_norms is None:
+        key_norms = torch.linalg.vector_norm(keys, dim=-1)
+    key_norm = key_norms.amax(-1)  # (H,)
     return SAFETY * relative * torch.linalg.vector_norm(queries, dim=-1) * key_norm[:, None]
 
 
@@ -67,12 +71,12 @@ def screen_worthwhile(queries: torch.Tensor, keys: torch.Tensor, k: int, key_sca
 
 @torch.no_grad()
 def screened_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int | None = None,
-                  group: int = GROUP, spare: int = SPARE,
-                  stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  group: int = GROUP, spare: int = SPARE, stats: dict | None = None,
+                  key_norms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`exact_topk` through a bfloat16 screen (module doc): queries (H, nq, D), keys (H, N, D) float32; returns
     (scores, indices), both (H, nq, min(k, N)), sorted by descending float32 score. Exact: each query either
     passes the certificate or is searched again in float32. stats: a dict that gets "redone", the number of
-    (head, query) pairs searched again."""
+    (head, query) pairs searched again. key_norms: (H, N) |k|, kept by the caller (else one pass computes them)."""
     if queries.dtype != torch.float32 or keys.dtype != torch.float32:
         raise ValueError(f"the bfloat16 screen's error bound is for float32 scores; got {queries.dtype} queries "
                          f"and {keys.dtype} keys")
@@ -86,7 +90,7 @@ def screened_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int 
     scores, best = rescored.topk(k, dim=-1, sorted=True)
     index = index.gather(-1, best)
     lowest_kept = screened.float().amin(-1)
-    certified = scores[..., -1] >= lowest_kept + screen_error_bound(queries, keys)
+    certified = scores[..., -1] >= lowest_kept + screen_error_bound(queries, keys, key_norms)
     if stats is not None:
         stats["redone"] = int((~certified).sum())
     for head in range(heads):

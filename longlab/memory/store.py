@@ -243,7 +243,7 @@ class KVMemory:
             q = torch.nn.functional.normalize(queries, dim=-1) if normalize else queries
             scale = 1.0 / self.key_norms[:, :n].clamp_min(1e-12) if normalize else None
             if screen_worthwhile(q, self.keys[:, :n], k, scale, self.chunk):  # CPUs with hardware bfloat16
-                scores, index = screened_topk(q, self.keys[:, :n], k, chunk=self.chunk)
+                scores, index = screened_topk(q, self.keys[:, :n], k, chunk=self.chunk, key_norms=self.key_norms[:, :n])
             else:
                 scores, index = exact_topk(q, self.keys[:, :n], k, key_scale=scale, chunk=self.chunk)
         return self.gather(scores, index)
