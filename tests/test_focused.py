@@ -4,6 +4,8 @@ reference with an explicit lane mask, gradients into the previous windows but ne
 identical contexts, crossbatch batches (positives from the same document, negatives never; seeded), clear errors."""
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -191,6 +193,21 @@ def test_schedules():
     for bad in ("x", "0", "4:10,2:5,8", "1:0,8"):
         with pytest.raises(ValueError, match="schedule"):
             DSchedule(bad)
+
+
+def test_schedules_compose_across_phases():
+    assert DSchedule("1:1000,8").then("16", 4500).spec == "1:1000,8:4500,16"
+    assert DSchedule("1").then("8", 6000).then("1:1000,8", 7500).spec == "1:6000,8:7500,1:8500,8"
+    rng = random.Random(0)
+    for _ in range(200):  # the composed schedule is the first until at_step, then the second shifted
+        def spec():
+            untils = sorted(rng.sample(range(1, 40), rng.randint(0, 3)))
+            return ",".join([f"{rng.randint(1, 3)}:{u}" for u in untils] + [str(rng.randint(1, 3))])
+        before, after, at = DSchedule(spec()), DSchedule(spec()), rng.randint(1, 50)
+        both = before.then(after, at)
+        assert [both(s) for s in range(100)] == [before(s) if s < at else after(s - at) for s in range(100)]
+    with pytest.raises(ValueError, match="step >= 1"):
+        DSchedule("8").then("16", 0)
 
 
 def test_clear_errors():

@@ -190,12 +190,14 @@ def train_variant(layer: str, steps: int, lanes: int, lr: float, schedule: str, 
 
 
 def merge_dictionary_phases(before: dict, after: dict) -> dict:
-    """`merge_phases`, with the d and key-length schedules written out over both phases."""
-    offset = before["steps"]
-    return {**merge_phases(before, after),
-            "schedule": f"{before['schedule']} for {offset} steps, then {after['schedule']}",
-            "key_schedule": f"{before.get('key_schedule', '4')} for {offset} steps, then "
-                            f"{after.get('key_schedule', '4')}"}
+    """`merge_phases`, with the d and key-length schedules as one schedule over both phases (steps counted from
+    the first phase's start); the Memorizing layer's d is the same text in every phase."""
+    def both(field: str) -> str:
+        first, then = before.get(field, "4"), after.get(field, "4")
+        if first == then and not first[0].isdigit():
+            return first
+        return DSchedule(first).then(then, before["steps"]).spec
+    return {**merge_phases(before, after), "schedule": both("schedule"), "key_schedule": both("key_schedule")}
 
 
 def task_shape(info: dict) -> dict:
@@ -289,7 +291,7 @@ def measure(questions: int, sweep: list[int], seed: int, dictionaries: int) -> d
         model, info = load_checkpoint(path)
         shape = task_shape(info)
         torch.manual_seed(seed)
-        row = {"train": info, "accuracy": {}, "accuracy_per_dictionary": {}}
+        row = {"checkpoint": str(path.relative_to(ROOT)), "train": info, "accuracy": {}, "accuracy_per_dictionary": {}}
         for windows in (16, 64):
             for memory in (True, False):
                 key = f"{windows}L_{'memory' if memory else 'no_memory'}"

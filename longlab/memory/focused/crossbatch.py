@@ -107,6 +107,24 @@ class DSchedule:
     def largest(self) -> int:
         return max([d for d, _ in self.stages] + [self.final])
 
+    def then(self, after: DSchedule | str | int, at_step: int) -> DSchedule:
+        """This schedule until `at_step`, then `after` with its steps counted from there: one schedule for a run
+        continued in phases ("1:1000,8" then "16" at 4500 -> "1:1000,8:4500,16"); equal neighbours merge."""
+        after = after if isinstance(after, DSchedule) else DSchedule(after)
+        if at_step < 1:
+            raise ValueError(f"a next phase starts at step >= 1, not {at_step}")
+        stages = [(d, until) for d, until in self.stages if until < at_step] + [(self(at_step - 1), at_step)]
+        stages += [(d, until + at_step) for d, until in after.stages]
+        merged: list[tuple[int, int]] = []
+        for d, until in stages:
+            if merged and merged[-1][0] == d:
+                merged[-1] = (d, until)
+            else:
+                merged.append((d, until))
+        if merged and merged[-1][0] == after.final:
+            merged.pop()
+        return DSchedule(",".join([f"{d}:{until}" for d, until in merged] + [str(after.final)]))
+
     def __repr__(self) -> str:
         return f"DSchedule({self.spec!r})"
 
