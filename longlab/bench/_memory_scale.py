@@ -18,6 +18,10 @@ Workload: one head, D = 64, float32 keys and values (standard normal, seeded),
   - `save` / `load` (sizes in --persist-sizes): streaming safetensors, seconds and peak tensor memory.
 Each row records the 1-minute load average before and after (`os.getloadavg`): timings from a loaded
 machine (>= 2.5 on 2 cores) are "measured under load"; peak memory does not depend on load.
+
+On a GPU (`device="cuda"`) the memory and the queries live there: `peak_mib` is the allocator's peak during the
+search, `device_gib` what the memory holds on the GPU, searches are timed after a synchronize; the faiss rows
+(faiss-cpu) and save/load are left out, being CPU work whatever the device.
 """
 from __future__ import annotations
 
@@ -35,10 +39,11 @@ from ..memory.screened_search import screen_worthwhile
 from .common import device_label, stamp
 
 COLUMNS = ["keys", "method", "search_s", "speedup_vs_exact", "recall", "same_neighbours", "add_keys_per_s",
-           "build_s", "peak_mib", "rss_gib", "load_before", "load_after"]
+           "build_s", "peak_mib", "rss_gib", "device_gib", "load_before", "load_after"]
 SIZES = [16384 * 4**i for i in range(6)]  # 16k .. 16M
 NPROBES = [1, 4, 16, 64, 128, 256, 512]  # of nlist = sqrt(keys) lists: 1024 at 1M
 BATCH = 2**20
+CPU = torch.device("cpu")
 
 
 def _rss_gib() -> float:
@@ -53,63 +58,78 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _fill(memory: KVMemory, n: int, dim: int, seed: int) -> float:
-    """Add n seeded standard-normal keys (values = a copy of them) in batches; seconds spent inside add."""
+    """Add n seeded standard-normal keys (values = a copy of them) in batches, generated on the CPU and moved to
+    the memory's device before the clock starts; seconds spent inside add."""
     gen, spent = torch.Generator().manual_seed(seed), 0.0
     for start in range(0, n, BATCH):
-        keys = torch.randn(min(BATCH, n - start), dim, generator=gen)
+        keys = torch.randn(min(BATCH, n - start), dim, generator=gen).to(memory.device)
+        _sync(memory.device)
         begin = time.perf_counter()
         memory.add(keys, keys)
+        _sync(memory.device)
         spent += time.perf_counter() - begin
     return spent
 
 
-def _timed(fn):
+def _timed(fn, device: torch.device = CPU):
     before = _load()
-    seconds, peak = timed_peak(fn)
+    seconds, peak = timed_peak(fn, device)
     return seconds, peak, before, _load()
 
 
-def _timed_search(fn):
+def _timed_search(fn, device: torch.device = CPU):
     """Like `_timed`, but the seconds are a second, untracked run's: the peak-memory tracker intercepts every
-    tensor op, which at thousands of blocks per search adds seconds that are not the search's."""
-    _, peak, before, _ = _timed(fn)
+    tensor op, which at thousands of blocks per search adds seconds that are not the search's (on a GPU the
+    first run also loads the kernels)."""
+    _, peak, before, _ = _timed(fn, device)
+    _sync(device)
     start = time.perf_counter()
     fn()
+    _sync(device)
     return time.perf_counter() - start, peak, before, _load()
 
 
 def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 32, nprobes=NPROBES,
                   ivf_min: int = 65536, persist_sizes=(), folder=None, progress: bool = True,
-                  on_row=None, ivf_max: int | None = None) -> list[dict]:
-    """Rows of the memory scale benchmark (see the module docstring), CPU. on_row(rows so far): called after
-    each memory size (e.g. to save partial results of a long run)."""
+                  on_row=None, ivf_max: int | None = None, device="cpu") -> list[dict]:
+    """Rows of the memory scale benchmark (see the module docstring), on the CPU or a GPU. on_row(rows so far):
+    called after each memory size (e.g. to save partial results of a long run)."""
+    device = torch.device(device)
+    on_cpu = device.type == "cpu"
     try:
         from ..memory.faiss_backend import faiss_with_torch_threads
-        faiss = faiss_with_torch_threads()
+        faiss = faiss_with_torch_threads() if on_cpu else None
     except ImportError:
         faiss = None
-    queries = torch.randn(num_queries, dim, generator=torch.Generator().manual_seed(1))
-    warm = KVMemory(4096, dim)  # first-use costs (allocator, kernels, the memory tracker) out of the rows
+    queries = torch.randn(num_queries, dim, generator=torch.Generator().manual_seed(1)).to(device)
+    warm = KVMemory(4096, dim, device=device)  # first-use costs (allocator, kernels, the tracker) out of the rows
     _fill(warm, 4096, dim, seed=0)
-    timed_peak(lambda: warm.search(queries, k))
+    timed_peak(lambda: warm.search(queries, k), device)
     rows = []
 
     def row(n, method, seconds, before, after, **extra):
         rows.append({"keys": n, "method": method, "search_s": seconds, "speedup_vs_exact": "", "recall": "",
                      "same_neighbours": "", "add_keys_per_s": "", "build_s": "", "peak_mib": "", "rss_gib": "",
                      **extra, "load_before": before, "load_after": after, "queries": num_queries, "dim": dim,
-                     "k": k, "device": device_label("cpu"), "threads": torch.get_num_threads(), **stamp()})
+                     "k": k, "device": device_label(device), "threads": torch.get_num_threads(), **stamp()})
 
     for n in tqdm(sizes, desc="bench memory --scale", unit="size", disable=not progress):
         ivf = faiss is not None and n >= ivf_min and (ivf_max is None or n <= ivf_max)
-        memory = KVMemory(n, dim, backend="faiss" if ivf else "torch", index="ivf")
+        memory = KVMemory(n, dim, backend="faiss" if ivf else "torch", index="ivf", device=device)
         add_s = _fill(memory, n, dim, seed=n)
         found = {}
-        t_exact, peak, before, after = _timed_search(lambda: found.update(exact=memory.search(queries, k, exact=True)))
+        t_exact, peak, before, after = _timed_search(lambda: found.update(exact=memory.search(queries, k, exact=True)),
+                                                     device)
         exact = found["exact"]
         row(n, "exact (KVMemory)", t_exact, before, after, speedup_vs_exact=1.0, recall=1.0,
-            add_keys_per_s=n / add_s, peak_mib=peak / 2**20, rss_gib=_rss_gib())
+            add_keys_per_s=n / add_s, peak_mib=peak / 2**20, rss_gib=_rss_gib(),
+            device_gib="" if on_cpu else torch.cuda.memory_allocated(device) / 2**30)
         if screen_worthwhile(queries[None], memory.keys[:, :n], k, None, memory.chunk):
             # the search above went through the bfloat16 screen: the float32 scan alone, for comparison
             t_scan, peak, before, after = _timed_search(lambda: found.update(
@@ -141,7 +161,7 @@ def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 
                 seconds = time.perf_counter() - start
                 row(n, f"faiss ivf nprobe={nprobe}", seconds, before, _load(), speedup_vs_exact=t_exact / seconds,
                     recall=recall_at_k(approx, exact), build_s=build_s, rss_gib=_rss_gib())
-        if n in persist_sizes:
+        if n in persist_sizes and on_cpu:
             with tempfile.TemporaryDirectory(dir=folder) as tmp:
                 path = Path(tmp, "memory.safetensors")
                 seconds, peak, before, after = _timed(lambda: memory.save(path))

@@ -38,7 +38,7 @@ def register(parser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch + faiss threads (0 = leave torch's default)")
     parser.add_argument("--device", default="cpu")
     scale = parser.add_argument_group("--scale: exact and faiss IVF search from 16k to 16M keys (CSV "
-                                      "memory_scale_cpu.csv; see longlab.bench._memory_scale)")
+                                      "memory_scale_<device>.csv; see longlab.bench._memory_scale)")
     scale.add_argument("--scale", action="store_true", help="run the scale benchmark instead")
     scale.add_argument("--scale-sizes", type=int, nargs="+", default=SCALE_SIZES)
     scale.add_argument("--nprobes", type=int, nargs="+", default=NPROBES, help="IVF lists scanned per query")
@@ -80,7 +80,7 @@ def main(args) -> list[dict]:
         torch.set_num_threads(args.threads)
     if args.scale:
         return measure_scale(args.scale_sizes, args.dim, args.queries, args.k, args.nprobes, args.ivf_min,
-                             args.persist_sizes)
+                             args.persist_sizes, device=device)
     gen = torch.Generator().manual_seed(0)
     keys = torch.randn(args.keys, args.dim, generator=gen)
     queries = torch.randn(args.queries, args.dim, generator=gen)
