@@ -9,7 +9,7 @@ from conftest import devices
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from longlab.memory import KVMemory, exact_topk, recall_at_k
+from longlab.memory import KVMemory, exact_topk, recall_at_k, search
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 
@@ -70,6 +70,40 @@ def test_threshold_search_finds_a_planted_best_key_in_any_block(planted):
     want_scores, want_idx = brute_topk(q, keys, 4)
     assert torch.equal(idx, want_idx) and (idx == planted).any()
     torch.testing.assert_close(scores, want_scores)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_group_maxima_on_the_bits_decide_as_the_float_maxima(dtype):
+    """Against positive thresholds, group maxima taken on the scores' bits (same-width ints) pass exactly the groups
+    the float maxima pass: negative scores, -0.0, +-inf and ties with the threshold included."""
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.randn(2, 50, 4, 16, generator=gen, dtype=torch.float64) * 3
+    scores[0, :5] = -scores[0, :5].abs()  # groups with only negative scores
+    scores[1, :3, 0] = torch.tensor([-0.0, float("inf"), float("-inf")])[:, None]
+    threshold = torch.rand(2, 1, 16, generator=gen, dtype=torch.float64) * 4 + 1e-3
+    scores[0, 10, 2] = threshold[0, 0]  # a group whose max equals the threshold
+    scores, threshold = scores.to(dtype), threshold.to(dtype)
+    want = search.groups_reaching(scores, threshold)
+    assert torch.equal(search.groups_reaching(scores, threshold, search.SAME_WIDTH_INT[dtype]), want)
+    assert 0 < int(want.sum()) < want.numel()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_threshold_search_with_the_best_keys_after_the_warm_blocks(dtype, sign):
+    """Keys of the warm blocks score low, the best ones come later: the thresholds rise through the scan, positive
+    with sign = 1 (group maxima then taken on the bits; negative scores too), all negative with sign = -1 (every
+    score is, and the bits must not be used) and the top-k is still exact."""
+    gen = torch.Generator().manual_seed(11)
+    q = torch.randn(1, 6, 8, generator=gen, dtype=torch.float64).abs() * sign
+    keys = torch.randn(1, 4000, 8, generator=gen, dtype=torch.float64)
+    keys = keys if sign > 0 else keys.abs()
+    keys[0, :1024] *= 0.05 if sign > 0 else 20  # the 16 warm blocks of 64 keys: low thresholds
+    q, keys = q.to(dtype), keys.to(dtype)
+    scores, idx = search.threshold_topk(q, keys, 5, chunk=64, group=4)
+    want_scores, want_idx = brute_topk(q, keys, 5)
+    assert torch.equal(idx, want_idx) and (idx >= 1024).all()
+    torch.testing.assert_close(scores.double(), want_scores.double())
 
 
 def test_fifo_eviction_drops_exactly_oldest():

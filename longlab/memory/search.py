@@ -27,6 +27,9 @@ GROUP = 32
 # Keys per block of the threshold path (1024 queries x 4096 keys = 16 MB of scores; 2k-32k measured alike).
 THRESHOLD_CHUNK = 4096
 WARM_BLOCKS = 16  # blocks searched the per-block way first, for the starting thresholds
+# Score dtypes whose group maxima the threshold path may take on the bits, as ints of the same width.
+SAME_WIDTH_INT = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32,
+                  torch.float64: torch.int64}
 
 
 def _chunk_candidates(block: torch.Tensor, k: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,6 +144,17 @@ class _Candidates:
         self.threshold = self.scores.amin(-1)
 
 
+def groups_reaching(grouped: torch.Tensor, threshold: torch.Tensor, bits: torch.dtype | None = None) -> torch.Tensor:
+    """grouped (H, groups, group, nq) scores, threshold (H, 1, nq): (H, groups, nq), whether each group's max
+    reaches the threshold. bits: an int dtype of the scores' width, for thresholds that are all positive: a positive
+    float orders like its bits read as an int, and a negative one reads as a negative int, so against a positive
+    threshold the int max decides as the float max would, and PyTorch's CPU max is faster on ints (~10x for
+    bfloat16, ~1.7x for float32, measured after each block's matmul)."""
+    if bits is None:
+        return grouped.amax(2) >= threshold
+    return grouped.view(bits).amax(2) >= threshold.view(bits)
+
+
 @torch.no_grad()
 def threshold_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, key_scale: torch.Tensor | None = None,
                    chunk: int = THRESHOLD_CHUNK, group: int = GROUP,
@@ -169,6 +183,7 @@ def threshold_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, key_scale:
     rows_of = torch.arange(heads * num_queries, device=queries.device).view(heads, 1, num_queries)
     q_t = queries.transpose(1, 2)  # (H, D, nq)
     buffer = queries.new_empty(heads, chunk, num_queries)
+    bits = None  # an int type whose max stands in for the scores' group max, once every threshold is positive
     for start in range(warm, num_keys, chunk):
         stop = min(num_keys, start + chunk)
         block = torch.bmm(keys[:, start:stop].to(queries.dtype), q_t, out=buffer[:, : stop - start])  # (H, C, nq)
@@ -182,7 +197,9 @@ def threshold_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, key_scale:
             kept.add(rows_of[h, 0, q], block[h, j, q], j + start)
         else:
             grouped = block.view(heads, groups, group, num_queries)
-            hit = grouped.amax(2) >= kept.threshold.view(heads, 1, num_queries)  # (H, groups, nq)
+            if not bits and bool((kept.threshold > 0).all()):  # thresholds only rise: from here on all positive
+                bits = SAME_WIDTH_INT.get(block.dtype)
+            hit = groups_reaching(grouped, kept.threshold.view(heads, 1, num_queries), bits)  # (H, groups, nq)
             h, g, q = hit.nonzero(as_tuple=True)
             if h.numel():
                 members = torch.arange(group, device=block.device)
