@@ -2,7 +2,7 @@
 rescore those in float32, and prove per query that no key left out could have made its top-k.
 
 Why: the float32 matmul is the floor of an exact search (16M keys x 1024 queries is 2.2 TFLOP), and CPUs with
-AVX512-BF16 (or AMX) run a bfloat16 matmul about 3x faster. Rounding makes the screen's scores inexact, so it
+AVX512-BF16 (or AMX) run a bfloat16 matmul 2.5-3x faster. Rounding makes the screen's scores inexact, so it
 only chooses candidates; the result is the float32 top-k of the candidates, and it is the exact top-k whenever
 
     k-th best float32 score among the candidates  >=  lowest screened score kept  +  error bound,
@@ -30,8 +30,8 @@ SAFETY = 1.01  # the bound times this, for rounding in the bound's own arithmeti
 # a pass as costly as a matrix-vector product, so a handful of queries (decoding) stays float32.
 MIN_QUERIES = 64
 # Keys below which the screen does not pay: its warm-up blocks keep spare * k candidates and its rescoring is a
-# fixed cost. Measured with 1024 queries on 2 threads (data/bench/memory_scale_cpu.csv): 256k keys 0.96 s screened
-# vs 0.75 s float32, 1M 2.2 vs 2.4 s, 4M 6.1 vs 8.4 s, 16M 18 vs 34 s.
+# fixed cost. Measured with 1024 queries on 2 threads, group maxima on the bits (best of 2): 512k keys 1.18 s
+# screened vs 1.13 s float32, 1M 1.51 vs 1.73 s, 2M 1.89 vs 3.06 s, 4M 3.4 vs 6.9 s, 16M 12.2 vs 27.2 s.
 MIN_KEYS = 2**21
 
 
