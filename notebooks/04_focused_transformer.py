@@ -78,7 +78,7 @@ from longlab.memory.focused.layer import FocusedAttention, read_into_memory
 from longlab.memory.focused.tasks import KEY_CUT_REACH, dictionary_accuracy, local_context, make_window_dictionary
 from longlab.memory.lanes import memory_lanes
 from longlab.models import TinyLMConfig, load_checkpoint
-from longlab.tasks import load_source_documents, split_source_documents
+from longlab.tasks import encode, load_source_documents, split_source_documents
 from viz.dilated_explorer import markdown_table
 from viz.focused import (
     accuracy_figure,
@@ -223,8 +223,8 @@ def recorded(path):
 
 dictionary = recorded(DICTIONARY)
 claim2 = (dictionary or {}).get("claim2_model", "focused")  # the model trained on for claim 2
-dict_checkpoint = checkpoints / {"focused": "focused_dictionary.safetensors",
-                                 "focused_hard_keys": "focused_dictionary_hard_keys.safetensors"}[claim2]
+# the record names each model's checkpoint, relative to the project root (two folders above `checkpoints`)
+dict_checkpoint = checkpoints.parents[1] / dictionary["models"][claim2]["checkpoint"] if dictionary else None
 if dictionary is None or claim2 not in dictionary["models"]:
     display(Markdown("*Not recorded in this checkout: run `data/focused/make_dictionary.py` (see its docstring).*"))
 else:
@@ -288,7 +288,7 @@ else:
 # byte of its value. Live, on the recorded checkpoint (a fresh dictionary of `LIVE_WINDOWS` windows).
 
 # %%
-if dict_checkpoint.exists():
+if dict_checkpoint is not None and dict_checkpoint.exists():
     model, info = load_checkpoint(dict_checkpoint)
     L = model.config.context
     book = make_window_dictionary(LIVE_WINDOWS, L, seed=123)
@@ -303,10 +303,10 @@ if dict_checkpoint.exists():
                      f"keys only): accuracy **{live_mem:.2f}** with memory, **{live_none:.2f}** without."))
     question = context + book.question(asked[0])
     memory_layer = model.memory_layers()[0].layer_index
-    text = torch.tensor(list(book.text.encode()))
+    text = encode(book.text)
     with memory_lanes(model, sizes=[LIVE_WINDOWS * L]):
         read_into_memory(model, text, keep_last=0)
-        q_tokens = torch.tensor([list(question.encode())])
+        q_tokens = encode(question)[None]
         with torch.no_grad():
             logits, _, reads = model(q_tokens, return_retrievals=True)
     retrieval = reads[memory_layer].lanes[0]
@@ -426,4 +426,6 @@ else:
 #   5) keep keys intact.
 # - A memory of many entries needs keys that are matched whole. Training windows whose keys differ in one letter
 #   (hard negatives) and a second layer below the memory layer, so that every value byte's key carries its
-#   definition's key, lifted lookups far back above the first model's (section 4's table has both).
+#   definition's key, lifted lookups far back above the first model's (section 4's table has both); crossbatch
+#   with as many negatives as the test-time memory holds (the last phase's d in the recipe line) did the rest. The
+#   sweep shows where that training stops carrying: a memory many times larger than any seen in training.
