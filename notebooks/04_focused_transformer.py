@@ -232,10 +232,10 @@ else:
     acc = fot["accuracy"]
     each = fot.get("accuracy_per_dictionary", {})
     rows = [{"definitions": f"{w} L = {w * dictionary['window_L']:,} tokens back",
-             "with memory": acc[f"{w}L_memory"], "without memory": acc[f"{w}L_no_memory"],
+             "with memory": f"{acc[f'{w}L_memory']:.0%}", "without memory": f"{acc[f'{w}L_no_memory']:.0%}",
              "with memory, per dictionary": ", ".join(f"{a:.2f}" for a in each.get(f"{w}L_memory", [])),
              # the model it was trained on from (claim 4's, random keys only): what the hard keys changed
-             **({"first model, with memory": dictionary["models"]["focused"]["accuracy"][f"{w}L_memory"]}
+             **({"first model, with memory": f"{dictionary['models']['focused']['accuracy'][f'{w}L_memory']:.0%}"}
                 if claim2 != "focused" and "focused" in dictionary["models"] else {})}
             for w in (16, 64)]
     display(Markdown(f"Exact-match accuracy, mean over {dictionary.get('dictionaries', 1)} dictionaries of "
