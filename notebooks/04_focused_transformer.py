@@ -224,7 +224,8 @@ def recorded(path):
 dictionary = recorded(DICTIONARY)
 claim2 = (dictionary or {}).get("claim2_model", "focused")  # the model trained on for claim 2
 # the record names each model's checkpoint, relative to the project root (two folders above `checkpoints`)
-dict_checkpoint = checkpoints.parents[1] / dictionary["models"][claim2]["checkpoint"] if dictionary else None
+recorded_checkpoint = (dictionary or {}).get("models", {}).get(claim2, {}).get("checkpoint")
+dict_checkpoint = checkpoints.parents[1] / recorded_checkpoint if recorded_checkpoint else None
 if dictionary is None or claim2 not in dictionary["models"]:
     display(Markdown("*Not recorded in this checkout: run `data/focused/make_dictionary.py` (see its docstring).*"))
 else:

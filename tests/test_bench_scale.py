@@ -59,12 +59,12 @@ def test_bench_memory_scale_tiny(tmp_path):
 def test_bench_memory_scale_tiny_on_the_gpu(tmp_path):
     """On a GPU: exact search only (faiss-cpu and save/load are CPU work), with what the memory holds on the GPU
     recorded."""
-    args = ["bench", "memory", "--scale", "--scale-sizes", "8192", "--queries", "16", "--out", str(tmp_path)]
-    assert cli(args + ["--device", "cuda"]) == 0 and cli(args + ["--persist-sizes", "--ivf-min", "16384"]) == 0
-    gpu, cpu = read_csv(tmp_path / "memory_scale_cuda.csv"), read_csv(tmp_path / "memory_scale_cpu.csv")
+    assert cli(["bench", "memory", "--scale", "--scale-sizes", "8192", "--queries", "16", "--device", "cuda",
+                "--out", str(tmp_path)]) == 0
+    gpu = read_csv(tmp_path / "memory_scale_cuda.csv")
     assert [r["method"] for r in gpu] == ["exact (KVMemory)"] and "cuda" in gpu[0]["device"]
     assert float(gpu[0]["device_gib"]) >= 2 * 8192 * 64 * 4 / 2**30  # keys and values
-    assert float(gpu[0]["search_s"]) > 0 and cpu[0]["method"] == "exact (KVMemory)"
+    assert float(gpu[0]["search_s"]) > 0
 
 
 def test_scale_figures_from_tiny_runs(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from longlab.bench._memory_scale import FLOAT32_SCAN  # the search without its bfloat16 screen
+
 from .theme import BRANCH_COLORS, COLORS, axis_label, method_color
 
 QUIET_LOAD = 2.5  # 1-minute load average below which a 2-core machine counts as quiet
@@ -55,7 +57,6 @@ def _per_query_ms(row) -> float:
     return 1000 * float(row["search_s"]) / int(row["queries"])
 
 
-FLOAT32_SCAN = "exact, float32 scan only (threshold_topk)"  # the search without its bfloat16 screen
 
 
 def memory_scale_figure(rows, title: str = "kNN memory search at scale") -> go.Figure:

@@ -43,6 +43,7 @@ COLUMNS = ["keys", "method", "search_s", "speedup_vs_exact", "recall", "same_nei
 SIZES = [16384 * 4**i for i in range(6)]  # 16k .. 16M
 NPROBES = [1, 4, 16, 64, 128, 256, 512]  # of nlist = sqrt(keys) lists: 1024 at 1M
 BATCH = 2**20
+FLOAT32_SCAN = "exact, float32 scan only (threshold_topk)"  # the method name of the search without its screen
 CPU = torch.device("cpu")
 
 
@@ -135,7 +136,7 @@ def measure_scale(sizes=SIZES, dim: int = 64, num_queries: int = 1024, k: int = 
             t_scan, peak, before, after = _timed_search(lambda: found.update(
                 scan=exact_topk(queries[None], memory.keys[:, :n], k, chunk=memory.chunk, method="threshold")))
             same = recall_at_k(_Indices(found.pop("scan")[1]), exact)
-            row(n, "exact, float32 scan only (threshold_topk)", t_scan, before, after,
+            row(n, FLOAT32_SCAN, t_scan, before, after,
                 speedup_vs_exact=t_exact / t_scan, same_neighbours=same, peak_mib=peak / 2**20)
         if faiss is not None:
             keys_np = memory.keys[0, :n].numpy()  # a view: no copy

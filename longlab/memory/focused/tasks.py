@@ -69,11 +69,11 @@ def near_miss_keys(rng: random.Random, count: int, key_len: int, bases: int = 2)
     seen: set[str] = set()
     out = []
     while len(out) < count:
-        key = list(rng.choice(roots))
-        key[rng.randrange(key_len)] = rng.choice(string.ascii_lowercase)
-        if "".join(key) not in seen:
-            seen.add("".join(key))
-            out.append("".join(key))
+        root, at = rng.choice(roots), rng.randrange(key_len)
+        key = root[:at] + rng.choice(string.ascii_lowercase) + root[at + 1:]
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
     return out
 
 
