@@ -5,7 +5,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 
 def format_cell(value) -> str:
-    """Floats (and numbers read back from CSV as strings, like "0.01234") with 4 significant digits."""
+    """Floats with 4 significant digits; so are numbers read back from CSV as strings ("0.0123456" -> "0.01235"),
+    but a string that already shows its number with at most 4 significant digits stays as written ("1.00" is not
+    turned into "1")."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
@@ -13,9 +15,11 @@ def format_cell(value) -> str:
     text = str(value)
     if isinstance(value, str) and ("." in text or "e" in text):
         try:
-            return f"{float(text):.4g}"
+            number = float(text)
         except ValueError:
             return text
+        short = f"{number:.4g}"
+        return text if float(short) == number else short
     return text
 
 

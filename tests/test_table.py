@@ -33,4 +33,7 @@ def test_formats_and_headers_override_per_column():
 def test_cells_from_csv_strings():
     assert [format_cell(v) for v in ["0.0123456", "1e-07", "2.13.0+cpu", "12", 7, True]] == [
         "0.01235", "1e-07", "2.13.0+cpu", "12", "7", "True"]
+    # Strings formatted by the caller keep their digits when nothing would be rounded away.
+    assert [format_cell(v) for v in ["1.00", "0.50", "95.0", "61.045156519001466", "3.14159"]] == [
+        "1.00", "0.50", "95.0", "61.05", "3.142"]
     assert format_table([]) == "(no rows)"

@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# isort: off
+import longlab  # noqa: F401  (first, before torch: it turns on huge-page allocations, see longlab/__init__.py)
 import torch
+# isort: on
 
 from longlab.bench import _dilated_scale, _memory_scale
 from longlab.bench.common import read_csv, write_csv

@@ -71,7 +71,7 @@ def _merge_into(out, lse, out_b, lse_b):
     """In place: (out, lse) <- lse-merge of (out, lse) and the piece (out_b, lse_b); out (..., Dv) and lse (...)
     may be strided views of the running output. lse_b is finite: every kept row sees at least itself."""
     new = torch.logaddexp(lse, lse_b)
-    out.mul_(torch.exp(lse - new)[..., None]).add_(out_b.mul_(torch.exp(lse_b - new)[..., None]))
+    out.mul_(torch.exp(lse - new)[..., None]).addcmul_(out_b, torch.exp(lse_b - new)[..., None])
     lse.copy_(new)
 
 

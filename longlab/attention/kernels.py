@@ -84,9 +84,15 @@ def _math_backward(q, k, v, out, lse, d_out, d_lse, causal, scale, chunk):
     return dq, dk, dv
 
 
+def _rows_dense(t: torch.Tensor) -> torch.Tensor:
+    """t itself when each row (last dim) is contiguous: the CPU flash kernel reads rows through strides, so the
+    strided views of dilated branches need no copy (at N = 1M: 2404 instead of 2788 MiB peak)."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
 def _cpu_flash_forward(q, k, v, causal, scale):
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q.contiguous(), k.contiguous(), v.contiguous(), 0.0, causal, scale=scale
+        *(_rows_dense(t) for t in (q, k, v)), 0.0, causal, scale=scale
     )
     return out, lse
 
