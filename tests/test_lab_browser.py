@@ -343,12 +343,12 @@ def _exercise(page, box, notebook, index) -> list[str]:
         if not todo:
             break
         todo.sort(key=lambda item: item[0].startswith("dropdown"))
+        state = _wait_settled(page, box)
         for key, control in todo:
             for action in _actions(control):
-                before = _wait_settled(page, box)
-                action()
-                after = _wait_settled(page, box, before, f"{notebook} explorer {index}: {key}")
-                moves.append(f"explorer {index}: {key}: {json.loads(after)['title'][:80]}")
+                action()  # the state it starts from is the settled one the previous move left
+                state = _wait_settled(page, box, state, f"{notebook} explorer {index}: {key}")
+                moves.append(f"explorer {index}: {key}: {json.loads(state)['title'][:80]}")
             done.add(key)
     assert done, f"{notebook}: explorer {index} has no visible control"
     return moves
