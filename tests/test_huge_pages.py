@@ -1,6 +1,8 @@
 """`import longlab` before torch turns on PyTorch's transparent-huge-page allocations (THP_MEM_ALLOC_ENABLE), which
 the dilated scale benchmark relies on; a user's own setting of the variable wins. Checked on a real allocation in a
-fresh interpreter: the kernel's AnonHugePages count for the process."""
+fresh interpreter: the kernel's own view (/proc/self/smaps) of the mapping that holds a 64 MiB tensor, which is
+eligible for huge pages only when PyTorch asked for them (madvise). Eligibility, not the huge pages actually
+granted, is asserted: those also depend on how fragmented the machine's memory is."""
 from __future__ import annotations
 
 import os
@@ -14,31 +16,33 @@ THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 ALLOCATE = """
 import longlab, os, torch
 x = torch.ones(64 * 2**20 // 4)  # 64 MiB
-huge_kib = sum(int(line.split()[1]) for line in open('/proc/self/smaps') if line.startswith('AnonHugePages'))
-print(os.environ['THP_MEM_ALLOC_ENABLE'], huge_kib)
+ptr, inside, eligible = x.data_ptr(), False, None
+for line in open('/proc/self/smaps'):
+    head = line.split()[0]
+    if '-' in head and not head.endswith(':'):  # a mapping's first line: start-end perms ...
+        low, high = (int(v, 16) for v in head.split('-'))
+        inside = low <= ptr < high
+    elif inside and head == 'THPeligible:':
+        eligible = line.split()[1]
+print(os.environ['THP_MEM_ALLOC_ENABLE'], eligible)
 """
 
-pytestmark = pytest.mark.skipif(not THP.exists() or "[never]" in THP.read_text(),
-                                reason="this kernel has no transparent huge pages")
+pytestmark = pytest.mark.skipif(not THP.exists() or "[madvise]" not in THP.read_text(),
+                                reason="needs transparent huge pages in madvise mode (with 'always' every mapping is "
+                                       "eligible, with 'never' none is)")
 
 
-def _run(env_value: str | None) -> tuple[str, int]:
+def _run(env_value: str | None) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     if env_value is not None:
         env["THP_MEM_ALLOC_ENABLE"] = env_value
-    flag, huge_kib = subprocess.run([sys.executable, "-c", ALLOCATE], env=env, capture_output=True, text=True,
-                                    check=True).stdout.split()
-    return flag, int(huge_kib)
+    return subprocess.run([sys.executable, "-c", ALLOCATE], env=env, capture_output=True, text=True,
+                          check=True).stdout.split()
 
 
-def test_import_longlab_backs_large_tensors_with_huge_pages():
-    flag, huge_kib = _run(None)
-    assert flag == "1"
-    assert huge_kib >= 32 * 1024  # most of the 64 MiB tensor (2 MiB pages; the ends may stay small)
+def test_import_longlab_makes_large_tensors_eligible_for_huge_pages():
+    assert _run(None) == ["1", "1"]
 
 
 def test_a_users_own_setting_wins():
-    flag, huge_kib = _run("0")
-    assert flag == "0"
-    if "[madvise]" in THP.read_text():  # with "always" the kernel uses huge pages for every process anyway
-        assert huge_kib < 32 * 1024
+    assert _run("0") == ["0", "0"]
