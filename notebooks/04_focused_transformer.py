@@ -189,7 +189,10 @@ display(distraction_figure(live, title=f"live rerun: {R_LANES} lanes x {R_BATCHE
 # something to the model, and here it is not: the model cannot copy, not even 64 bytes repeated inside its own
 # window. With negatives in view, the cheapest way to stop the distraction is to look less at all previous windows,
 # and that is what the $d = 8$ model learnt. `data/focused/diagnose_distraction.py` records the numbers below; the
-# last line is a ceiling: a perfectly sharp head matching the last $n$ bytes, on the same windows.
+# last two lines are ceilings on the same windows: a perfectly sharp head matching the last $n$ bytes, and an
+# induction-like head that scores $\beta$ per byte of the longest common suffix (up to 16 bytes), so that long
+# matches, rare in other documents, count most. The last line sets the goal (twice the plain model's $r_8$) against
+# the best of each: reaching it takes a model that matches content nearly ideally, which these do not.
 
 # %%
 diagnosis = json.loads(Path(DISTRACTION).with_name("distraction_diagnosis.json").read_text())
@@ -202,6 +205,12 @@ for name, row in diagnosis["models"].items():
                 f"{copying['in_window_first_time']:.2f} / {copying['in_window_repeated']:.2f} |")
 ceiling = diagnosis["content_matching_ceiling"]["r_8_by_ngram"]
 rows.append("\nIdeal content-matching head, $r_8$ by $n$: " + ", ".join(f"{n}: {r:.3f}" for n, r in ceiling.items()))
+longest = diagnosis["longest_match_ceiling"]["r_8_by_beta_per_byte"]
+rows.append("\nLongest-match head, $r_8$ by $\\beta$ per byte: "
+            + ", ".join(f"{b}: {r:.3f}" for b, r in longest.items()))
+goal = 2 * diagnosis["models"]["trained_d1"]["r_8"]
+rows.append(f"\nGoal {goal:.3f} (2x the plain model's $r_8$); best ideal n-byte head {max(ceiling.values()):.3f}, best "
+            f"longest-match head {max(longest.values()):.3f}.")
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]

@@ -130,6 +130,7 @@ def test_distraction_diagnosis_record_and_recheck():
     positive gets no extra mass (the hand-built matcher above gives 0.98), the positive is worth almost nothing
     to their LM loss (they cannot copy, not even inside the window), so training has no reason to prefer it.
     Record re-checked at CI size on other windows."""
+    import copy
     import json
     import sys
     from pathlib import Path
@@ -138,7 +139,7 @@ def test_distraction_diagnosis_record_and_recheck():
     rec = json.loads((data / "distraction_diagnosis.json").read_text())
     sys.path.insert(0, str(data))
     try:
-        from diagnose_distraction import content_matching_ceiling, diagnose
+        from diagnose_distraction import content_matching_ceiling, diagnose, longest_match_ceiling
         from make_distraction import CHECKPOINTS, held_out_documents
     finally:
         sys.path.remove(str(data))
@@ -153,6 +154,9 @@ def test_distraction_diagnosis_record_and_recheck():
         assert copying["previous_window_is_an_exact_copy"] > copying["no_previous_window"] - 0.05
     assert models["trained_d8"]["mass_on_previous_windows"] < models["trained_d1"]["mass_on_previous_windows"] - 0.05
     assert 0.2 < max(rec["content_matching_ceiling"]["r_8_by_ngram"].values()) < 0.35
+    longest = rec["longest_match_ceiling"]["r_8_by_beta_per_byte"]
+    assert list(longest.values()) == sorted(longest.values())  # weighting long matches more sharpens the focus
+    assert max(longest.values()) > 2 * models["trained_d1"]["r_8"]  # a near-ideal copier would reach the 2x goal
     batch = CrossbatchBatches(held_out_documents(rec["window"]), 8, rec["window"], "8", seed=2).batch()
     for name, d in (("trained_d1", 1), ("trained_d8", 8)):
         live = diagnose(load_checkpoint(CHECKPOINTS[d])[0], batch)
@@ -160,3 +164,7 @@ def test_distraction_diagnosis_record_and_recheck():
                             ("mass_on_previous_windows", 0.08), ("positive_gain_nats", 0.02)):
             assert abs(live[key] - models[name][key]) < margin, (name, key, live[key], models[name][key])
     assert abs(content_matching_ceiling(batch, 3, 12.0) - rec["content_matching_ceiling"]["r_8_by_ngram"]["3"]) < 0.08
+    assert abs(longest_match_ceiling(batch, 4.0) - longest["4.0"]) < 0.08
+    copied = copy.copy(batch)  # each lane's positive = its current window: every suffix matches there, in full
+    copied.prev = batch.curr.clone()
+    assert longest_match_ceiling(copied, 4.0) > 0.95 and content_matching_ceiling(copied, 3, 12.0) > 0.6

@@ -9,8 +9,10 @@ For each model (the converted base before fine-tuning, crossbatch d = 1, crossba
   the positive is worth to the model, i.e. how much reason the LM loss gives it to prefer the positive;
 - whether the model can copy at all: the loss on 64 bytes repeated verbatim inside the window (first time, second
   time), and on a current window whose previous window is an exact copy of it (d = 1) against no previous window.
-And a ceiling: r_8 of an ideal content-matching head (score beta on keys whose last n bytes equal the query's last
-n bytes, 0 elsewhere) on the same windows: the most that matching content can give on 128-byte code windows.
+And two ceilings on the same windows: r_8 of an ideal content-matching head (score beta on keys whose last n
+bytes equal the query's last n bytes, 0 elsewhere), and of an induction-like head that scores beta per matching
+byte of the longest common suffix (up to 16 bytes), so longer matches, which are rarer in other documents, weigh
+more: what matching content can give on 128-byte code windows.
 
     .venv/bin/python data/focused/diagnose_distraction.py      # ~1 min on one thread; writes distraction_diagnosis.json
 """
@@ -31,6 +33,7 @@ from longlab.models import load_checkpoint
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "distraction_diagnosis.json"
 NGRAMS, SHARPNESS = (1, 2, 3, 4, 6), 12.0
+LONGEST, PER_BYTE = 16, (0.5, 1.0, 2.0, 4.0)  # longest-match head: suffixes up to 16 bytes, beta per matching byte
 
 
 def current_loss(model, batch: CrossbatchBatch, layout) -> float:
@@ -96,6 +99,16 @@ def content_matching_ceiling(batch: CrossbatchBatch, n: int, beta: float) -> flo
     return float((mass[..., 0] / mass.sum(-1)).mean())
 
 
+def longest_match_ceiling(batch: CrossbatchBatch, beta: float, max_n: int = LONGEST) -> float:
+    """r_d of a head scoring beta * (length of the longest common suffix of query and key, at most max_n bytes)."""
+    length = 0
+    for n in range(1, max_n + 1):  # a common suffix of n bytes has every shorter one too: the sum is its length
+        queries, keys = ngram_ids(batch.curr, n), ngram_ids(batch.prev, n)
+        length = length + (queries[:, :, None, None] == keys[batch.layout.sources][:, None]).double()  # (b,N,d,N)
+    mass = torch.exp(beta * length).sum(-1)  # (b, N, d)
+    return float((mass[..., 0] / mass.sum(-1)).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--window", type=int, default=128)
@@ -120,11 +133,14 @@ def main() -> None:
               f"{loss['previous_window_is_an_exact_copy']:.3f} vs none {loss['no_previous_window']:.3f} nats")
     ceiling = {str(n): content_matching_ceiling(batch, n, SHARPNESS) for n in NGRAMS}
     print("ideal content-matching head, r_8 by n: " + ", ".join(f"{n}: {r:.3f}" for n, r in ceiling.items()))
+    longest = {str(beta): longest_match_ceiling(batch, beta) for beta in PER_BYTE}
+    print("longest-match head, r_8 by beta per byte: " + ", ".join(f"{b}: {r:.3f}" for b, r in longest.items()))
     record = {
         "question": "why r_d ~ 1/d for every distraction model (make_distraction.py)",
         "command": "python data/focused/diagnose_distraction.py",
         "window": args.window, "lanes": args.lanes, "seed": args.seed, "d": 8, "models": rows,
         "content_matching_ceiling": {"sharpness_beta": SHARPNESS, "r_8_by_ngram": ceiling},
+        "longest_match_ceiling": {"max_suffix_bytes": LONGEST, "r_8_by_beta_per_byte": longest},
     }
     write_json(RESULT, record)
     print(f"wrote {RESULT}")
