@@ -39,17 +39,18 @@ def test_search_matches_brute_force(device, normalize):
 
 
 @given(n=st.integers(1, 300), k=st.integers(1, 40), chunk=st.integers(1, 128), group=st.integers(1, 8),
-       method=st.sampled_from(["blocks", "threshold"]), scaled=st.booleans())
-@example(n=10, k=10, chunk=1, group=32, method="blocks", scaled=False)  # chunks narrower than k: an intermediate
-# merge has fewer than k candidates
-@example(n=300, k=3, chunk=96, group=8, method="blocks", scaled=False)  # the group-max pre-selection on every full
-# chunk, a plain top-k on the last
-@example(n=3, k=3, chunk=1, group=2, method="threshold", scaled=False)  # blocks rounded up to hold k keys
-@example(n=301, k=3, chunk=8, group=2, method="threshold", scaled=True)  # 16 warm blocks, thresholds on groups,
-# a ragged last block
-def test_exact_topk_any_chunk(n, k, chunk, group, method, scaled):
+       method=st.sampled_from(["blocks", "threshold", "auto"]), scaled=st.booleans(),
+       queries=st.sampled_from([1, 5]))  # auto takes the blocks path for one query per head (a decode step)
+# chunks narrower than k: an intermediate merge has fewer than k candidates
+@example(n=10, k=10, chunk=1, group=32, method="blocks", scaled=False, queries=5)
+# the group-max pre-selection on every full chunk, a plain top-k on the last
+@example(n=300, k=3, chunk=96, group=8, method="blocks", scaled=False, queries=5)
+@example(n=3, k=3, chunk=1, group=2, method="threshold", scaled=False, queries=5)  # blocks rounded up to hold k keys
+# 16 warm blocks, thresholds on groups, a ragged last block
+@example(n=301, k=3, chunk=8, group=2, method="threshold", scaled=True, queries=5)
+def test_exact_topk_any_chunk(n, k, chunk, group, method, scaled, queries):
     gen = torch.Generator().manual_seed(n * 1000 + k)
-    q, keys = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64), torch.randn(2, n, 4, generator=gen,
+    q, keys = torch.randn(2, queries, 4, generator=gen, dtype=torch.float64), torch.randn(2, n, 4, generator=gen,
                                                                                      dtype=torch.float64)
     scale = torch.rand(2, n, generator=gen, dtype=torch.float64) if scaled else None
     scores, idx = exact_topk(q, keys, k, key_scale=scale, chunk=chunk, group=group, method=method)
