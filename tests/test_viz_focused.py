@@ -36,6 +36,7 @@ def test_layout_figure_marks_positives_and_negatives():
 def test_curves_tables_and_bars():
     fig = distraction_figure({"plain": {1: 1.0, 2: 0.5, 4: 0.25}, "focused": {"1": 1.0, "2": 0.8, "4": 0.6}})
     assert list(fig.data[0].y) == [1.0, 0.5, 0.25] and list(fig.data[2].y) == [1.0, 0.8, 0.6]
+    assert fig.data[1].textposition != fig.data[2].textposition  # equal curves must not print labels on each other
     assert list(accuracy_figure({"m": [(1024, 0.5), (4096, 0.25)]}, "t", "x").data[0].y) == [0.5, 0.25]
     race = value_loss_race_figure({"focused": [{"step": 50, "value_loss": 3.3}, {"step": 100, "value_loss": 3.1}],
                                    "memorizing": [{"step": 50, "value_loss": 3.2}]}, 3.258, "t")

@@ -66,11 +66,12 @@ def distraction_figure(curves: dict, title: str | None = None) -> go.Figure:
     all_d = sorted({int(d) for c in curves.values() for d in c})
     fig.add_trace(go.Scatter(x=all_d, y=[1 / d for d in all_d], mode="lines", name="1/d (no focus)",
                              line=dict(color=COLORS["muted"], dash="dash")))
+    sides = ("top right", "bottom left", "bottom right", "top left")  # curves that coincide keep apart labels
     for i, (name, curve) in enumerate(curves.items()):
         ds = sorted(int(d) for d in curve)
         values = [curve[d] if d in curve else curve[str(d)] for d in ds]
         fig.add_trace(go.Scatter(x=ds, y=values, mode="lines+markers+text", name=name,
-                                 text=[f"{v:.2f}" for v in values], textposition="top right",
+                                 text=[f"{v:.2f}" for v in values], textposition=sides[i % len(sides)],
                                  cliponaxis=False,  # the label of r_1 = 1 sits above the plot area
                                  line=dict(color=series_color(name, i), width=3), marker=dict(size=9)))
     fig.update_layout(title=title or "distraction: attention mass on the positive context / mass on all d contexts",
