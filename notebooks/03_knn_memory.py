@@ -240,7 +240,7 @@ except ImportError as err:
 # scanned (`nprobe`): each point of the right panel is one nprobe, further right = slower and more exact.
 #
 # How the exact search gets under the float32 matmul's cost: on CPUs that multiply bfloat16 in hardware it first
-# scores every key in bfloat16 (about 2.5x faster), keeps $4k$ candidates per query, rescores only those in float32,
+# scores every key in bfloat16 (a cheaper matmul), keeps $4k$ candidates per query, rescores only those in float32,
 # and then *proves* for each query that no key left out could have made its top-$k$: a left-out key screened at
 # most the lowest kept score $c$, and rounding moves a score by at most $\varepsilon\,|q|\,\max_j|k_j|$
 # ($\varepsilon \approx 3 \cdot 2^{-8}$), so if the $k$-th best rescored score is at least $c$ plus that bound, the

@@ -5,11 +5,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from longlab.bench._dilated_scale import QUIET_LOAD  # the load average below which a 2-core machine is quiet
 from longlab.bench._memory_scale import FLOAT32_SCAN  # the search without its bfloat16 screen
 
 from .theme import BRANCH_COLORS, COLORS, axis_label, method_color
-
-QUIET_LOAD = 2.5  # 1-minute load average below which a 2-core machine counts as quiet
 
 
 def _true(value) -> bool:
@@ -55,8 +54,6 @@ def dilated_scale_figure(rows, title: str = "LongNet on a laptop") -> go.Figure:
 def _per_query_ms(row) -> float:
     """Search time per query in milliseconds (rows of different sizes may use different query counts)."""
     return 1000 * float(row["search_s"]) / int(row["queries"])
-
-
 
 
 def memory_scale_figure(rows, title: str = "kNN memory search at scale") -> go.Figure:

@@ -78,7 +78,7 @@ def exact_topk(
     """
     if method not in ("auto", "blocks", "threshold"):
         raise ValueError(f"method must be 'auto', 'blocks' or 'threshold', got {method!r}")
-    single = queries.dim() == 3 and queries.shape[1] == 1  # one query per head: a decode step
+    single = queries.shape[1] == 1  # one query per head: a decode step
     if method == "threshold" or (method == "auto" and queries.device.type == "cpu" and group > 1 and not single):
         return threshold_topk(queries, keys, k, key_scale, chunk or THRESHOLD_CHUNK, group)
     heads, num_queries, _ = queries.shape
