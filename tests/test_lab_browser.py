@@ -9,10 +9,12 @@ Playwright. Each test:
 1. opens its notebook and runs all cells (its own `parameters` defaults: CI-sized);
 2. fails on any cell that did not run, any traceback or error output, and anything printed to stderr (warnings
    included);
-3. finds every explorer (an ipywidgets box holding controls and a live plotly figure), moves every slider,
-   checkbox and dropdown option at least once (controls that appear only for some dropdown value included),
-   and checks after each move that the figure changed;
-4. checks again that nothing was printed to stderr while the widgets redrew.
+3. checks that every widget box with controls shows a drawn figure, then finds every explorer (an ipywidgets box
+   holding controls and a live plotly figure), moves every slider, checkbox and dropdown option at least once
+   (controls that appear only for some dropdown value included), and checks after each move that the figure
+   changed;
+4. checks again that nothing was printed to stderr while the widgets redrew, and that the page threw no uncaught
+   error. Each move's time (from the key press until the new figure has held still for 300 ms) is recorded.
 Screenshots of the notebook and of every figure go to tmp_path, and also to $LONGLAB_BROWSER_ARTIFACTS/NOTEBOOK/
 when that is set (for looking at the figures at JupyterLab's output width). Skips with the reason when Chromium
 or Playwright is missing. The server, its kernels and the browser are always shut down.
@@ -66,6 +68,13 @@ MARK_EXPLORERS = """([panel, controls]) => {
   const inner = boxes.filter(b => !boxes.some(o => o !== b && b.contains(o)));
   inner.forEach((b, i) => b.setAttribute('data-explorer', String(i)));
   return inner.length;
+}"""
+# Every outermost widget box that holds a control must also show a drawn plotly figure (a figure whose front end
+# failed to load leaves its box with controls only, which MARK_EXPLORERS would silently not count).
+BOXES_DRAWN = """([panel, controls]) => {
+  const boxes = [...document.querySelectorAll(panel + ' .widget-box')].filter(b => b.querySelector(controls));
+  const outer = boxes.filter(b => !boxes.some(o => o !== b && o.contains(b)));
+  return outer.every(b => { const gd = b.querySelector('.js-plotly-plot'); return gd && gd.layout; });
 }"""
 # What a person sees of a figure: its title and every trace's data and labels.
 FIGURE_STATE = """(box) => {
@@ -181,6 +190,9 @@ def lab(chromium_context, tmp_path_factory):
 def page(chromium_context):
     page = chromium_context.new_page()
     page.set_default_timeout(30_000)
+    page.console_log, page.uncaught = [], []  # the browser console (kept with the screenshots), uncaught errors
+    page.on("console", lambda m: page.console_log.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: page.uncaught.append(str(e)))
     try:
         yield page
     finally:
@@ -314,6 +326,10 @@ def _drive(notebook, base, token, page, folders):
                            timeout=60_000)
     _screenshots(page, folders, "static")
 
+    try:
+        page.wait_for_function(BOXES_DRAWN, arg=[PANEL, CONTROLS], timeout=REDRAW_TIMEOUT_MS)
+    except Exception as err:  # playwright TimeoutError
+        raise AssertionError(f"{notebook}: a widget box with controls shows no drawn figure") from err
     page.evaluate(f"() => {{ window.__figureState = {FIGURE_STATE}; }}")
     explorers = page.evaluate(MARK_EXPLORERS, [PANEL, CONTROLS])
     moves = []
@@ -323,6 +339,8 @@ def _drive(notebook, base, token, page, folders):
     assert not red, f"{notebook}: error or warning output while the widgets redrew:\n" + "\n---\n".join(red)
     _screenshots(page, folders, "after")
     width = page.evaluate(f"() => document.querySelector('{PANEL} .jp-OutputArea-output').clientWidth")
+    (folders[-1] / "console.txt").write_text("\n".join(page.console_log + page.uncaught))
+    assert not page.uncaught, f"{notebook}: uncaught errors in the page:\n" + "\n".join(page.uncaught)
     (folders[-1] / "moves.json").write_text(json.dumps({"output_width_px": width, "moves": moves}, indent=1))
 
 
@@ -346,9 +364,11 @@ def _exercise(page, box, notebook, index) -> list[str]:
         state = _wait_settled(page, box)
         for key, control in todo:
             for action in _actions(control):
+                start = time.monotonic()
                 action()  # the state it starts from is the settled one the previous move left
                 state = _wait_settled(page, box, state, f"{notebook} explorer {index}: {key}")
-                moves.append(f"explorer {index}: {key}: {json.loads(state)['title'][:80]}")
+                took = time.monotonic() - start  # includes the 300 ms the figure must hold still
+                moves.append(f"explorer {index}: {key}: {took:.2f} s: {json.loads(state)['title'][:80]}")
             done.add(key)
     assert done, f"{notebook}: explorer {index} has no visible control"
     return moves

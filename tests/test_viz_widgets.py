@@ -43,12 +43,6 @@ def test_explorer_redraws_on_change():
     assert list(box.figure.data[0].y) == list(range(7))
 
 
-def test_replace_figure_changes_trace_count():
-    live = go.FigureWidget(_figure(2))
-    widgets.replace_figure(live, go.Figure([go.Scatter(y=[1]), go.Bar(y=[2])], layout=dict(title="two")))
-    assert [t.type for t in live.data] == ["scatter", "bar"] and live.layout.title.text == "two"
-
-
 def test_explorer_rejects_bad_input():
     with pytest.raises(TypeError, match="make_figure"):
         widgets.explorer(None, {"n": w.IntSlider()})

@@ -7,7 +7,7 @@ render plain go.Figure outputs (which survive in the executed .ipynb) instead of
 live kernel.
 
 `explorer(make_figure, controls)` is the slider-driven wrapper every viz widget uses: interactive -> an
-ipywidgets VBox(controls, FigureWidget) that redraws on every change (a new FigureWidget each time);
+ipywidgets VBox(controls, FigureWidget) that redraws on every change (a new LiveFigure each time);
 headless -> make_figure(**defaults).
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import plotly.graph_objects as go
+
+from .live_figure import LiveFigure
 
 HEADLESS_ENV = "LONGLAB_HEADLESS"
 
@@ -50,16 +52,8 @@ def gaps(values, keep=None) -> np.ndarray:
 
 
 def as_widget(fig: go.Figure, flag: bool | None = None):
-    """go.FigureWidget(fig) when interactive(flag), else `fig` unchanged."""
-    return go.FigureWidget(fig) if interactive(flag) else fig
-
-
-def replace_figure(target: go.FigureWidget, new: go.Figure) -> None:
-    """Swap all traces and the layout of a live FigureWidget in one front-end update."""
-    with target.batch_update():
-        target.data = ()
-        target.add_traces(list(new.data))
-        target.layout = new.layout
+    """LiveFigure(fig) (a go.FigureWidget, see viz.live_figure) when interactive(flag), else `fig` unchanged."""
+    return LiveFigure(fig) if interactive(flag) else fig
 
 
 def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, object], flag: bool | None = None,
@@ -93,7 +87,7 @@ def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, objec
     unknown = set(shown_when) - set(controls)
     if unknown:
         raise ValueError(f"shown_when names {sorted(unknown)}, which are not controls; use names of {list(controls)}")
-    figure = go.FigureWidget(make_figure(**values()))
+    figure = LiveFigure(make_figure(**values()))
 
     def show_applicable():
         now = values()
@@ -101,11 +95,12 @@ def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, objec
             controls[name].layout.display = None if applies(now) else "none"
 
     def redraw(_change=None):
-        # A fresh FigureWidget per redraw: the front end builds it from its full state in one message. Editing
-        # the live one in place (delete traces, add traces, relayout) is a burst of messages whose transient
-        # values a busy browser can miss, leaving a blank figure (seen under load in the browser test).
+        # A fresh figure per redraw: the front end builds it from its full state in one message. Editing the
+        # live one in place (delete traces, add traces, relayout) is a burst of messages whose transient values
+        # a busy browser can miss, leaving a blank figure (seen under load in the browser test). LiveFigure
+        # makes the fresh figure cheap: plotly's front-end module is not sent and compiled again.
         show_applicable()
-        old, box.figure = box.figure, go.FigureWidget(make_figure(**values()))
+        old, box.figure = box.figure, LiveFigure(make_figure(**values()))
         box.children = (*box.children[:-1], box.figure)
         old.close()
 
