@@ -89,6 +89,7 @@ def test_sweep_is_the_mean_of_per_document_curves():
     fig = loss_vs_memory_sweep_figure(sweep)
     assert len(fig.data) == 3 and list(fig.data[-1].y) == pytest.approx(sweep.mean())
     assert "tokens per head" in fig.layout.xaxis.title.text
+    assert fig.layout.yaxis.range[1] > float(sweep.losses.max())  # the mean's value labels stay inside the plot
     with pytest.raises(ValueError, match="documents is empty"):
         loss_vs_memory_docs(model, [], [0, 16])
 

@@ -85,7 +85,9 @@ def test_figures_draw_from_the_objects(model, tokens):
     assert retrieval_explorer(ret, 40, flag=False).layout.title.text == fig.layout.title.text
     assert list(gates_figure(ret.gates).data[0].y) == pytest.approx(ret.gates.tolist())
     curve = loss_vs_memory(model, tokens, [0, 32], progress=False)
-    assert list(loss_vs_memory_figure(curve).data[0].y) == pytest.approx(curve.mean_losses())
+    fig = loss_vs_memory_figure(curve)
+    assert list(fig.data[0].y) == pytest.approx(curve.mean_losses())
+    assert fig.layout.yaxis.range[1] > max(curve.mean_losses())  # room for the top value label
     helped = memory_helped_figure(curve, smooth=4)
     assert helped.layout.xaxis.title.text.startswith("position")
     rows = [{"index": "exact (torch)", "recall": 1.0, "search_s": 0.01, "build_s": 0.0},

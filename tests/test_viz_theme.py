@@ -43,3 +43,11 @@ def test_palettes():
 @pytest.mark.parametrize("unit, want", [(None, "memory"), ("GiB", "memory (GiB)")])
 def test_axis_label(unit, want):
     assert theme.axis_label("memory", unit) == want
+
+
+def test_label_headroom_leaves_room_above_the_highest_point():
+    lo, hi = theme.label_headroom([2.6, 2.74, None, float("nan"), 2.61])
+    assert lo == pytest.approx(2.6 - 0.06 * 0.14) and hi == pytest.approx(2.74 + 0.15 * 0.14)
+    assert theme.label_headroom([5.0]) == pytest.approx([5.0 - 0.3, 5.0 + 0.75])  # one point: its size sets the span
+    with pytest.raises(ValueError, match="finite"):
+        theme.label_headroom([float("nan")])

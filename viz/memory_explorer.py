@@ -13,7 +13,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from longlab.tasks import decode
-from viz.theme import COLORS, axis_label, branch_color, method_color
+from viz.theme import COLORS, axis_label, branch_color, label_headroom, method_color
 from viz.widgets import explorer
 
 
@@ -86,7 +86,8 @@ def loss_vs_memory_figure(curve, skip: int = 0) -> go.Figure:
                                marker=dict(size=9)))
     return fig.update_layout(title=f"loss vs kNN memory size ({curve.token_losses.shape[1]:,} bytes)",
                              xaxis_title=axis_label("memory size", "tokens per head"),
-                             yaxis_title=axis_label("loss", "nats/byte"), showlegend=False)
+                             yaxis=dict(title=axis_label("loss", "nats/byte"), range=label_headroom(losses)),
+                             showlegend=False)
 
 
 def memory_helped_figure(curve, size_index: int = -1, smooth: int = 64) -> go.Figure:
@@ -142,4 +143,5 @@ def loss_vs_memory_sweep_figure(sweep, title: str | None = None) -> go.Figure:
     docs = f"{len(sweep.names)} document{'s' if len(sweep.names) != 1 else ''}"
     title = title or f"loss vs kNN memory size ({docs}, {sum(sweep.bytes_per_doc):,} bytes)"
     return fig.update_layout(title=title, xaxis_title=axis_label("memory size", "tokens per head"),
-                             yaxis_title=axis_label("loss", "nats/byte"))
+                             yaxis=dict(title=axis_label("loss", "nats/byte"),
+                                        range=label_headroom(sweep.losses.flatten().tolist())))

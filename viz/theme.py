@@ -14,6 +14,8 @@ Stable, small API (other viz modules import it):
 """
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -75,6 +77,17 @@ def series_color(name: str, i: int) -> str:
 def axis_label(quantity: str, unit: str | None = None) -> str:
     """'quantity (unit)': every axis states its unit."""
     return f"{quantity} ({unit})" if unit else quantity
+
+
+def label_headroom(values, above: float = 0.15, below: float = 0.06) -> list[float]:
+    """y-axis range [lo, hi] around `values` with `above` of their span free over the highest point, so that a
+    value label printed on top of it ("top center") stays inside the plot instead of touching its edge."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        raise ValueError("label_headroom needs at least one finite value")
+    lo, hi = min(finite), max(finite)
+    span = (hi - lo) or abs(hi) or 1.0
+    return [lo - below * span, hi + above * span]
 
 
 def longlab_template() -> go.layout.Template:
