@@ -38,6 +38,7 @@ def test_explorer_redraws_on_change():
     box = widgets.explorer(_figure, {"n": slider}, flag=True)
     assert isinstance(box, w.VBox) and box.figure in box.children
     assert box.figure.layout.title.text == "n=4"
+    assert slider.continuous_update is False  # a drag redraws once, on release
     slider.value = 7
     assert box.figure.layout.title.text == "n=7"
     assert list(box.figure.data[0].y) == list(range(7))

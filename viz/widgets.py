@@ -64,8 +64,8 @@ def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, objec
     keyword arguments. shown_when: name -> predicate on the current values; the control is shown only while it
     holds (a slider that does not apply to the chosen option is hidden, not left inert). Returns an ipywidgets
     VBox (controls on top, a FigureWidget below) when interactive, else the static go.Figure for the controls'
-    current values. The VBox keeps `.figure` (the FigureWidget) and `.controls` attributes for tests and
-    notebooks.
+    current values. Sliders redraw when released, not at every value a drag passes (continuous_update=False).
+    The VBox keeps `.figure` (the FigureWidget) and `.controls` attributes for tests and notebooks.
     """
     if not callable(make_figure):
         raise TypeError(f"make_figure must be callable, got {type(make_figure).__name__}")
@@ -87,6 +87,11 @@ def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, objec
     unknown = set(shown_when) - set(controls)
     if unknown:
         raise ValueError(f"shown_when names {sorted(unknown)}, which are not controls; use names of {list(controls)}")
+    for control in controls.values():
+        # A drag would otherwise send every value it passes, each a full redraw queued in the kernel: the figure
+        # would trail the slider by seconds. The figure follows on release (and on each arrow-key step).
+        if hasattr(control, "continuous_update"):
+            control.continuous_update = False
     figure = LiveFigure(make_figure(**values()))
 
     def show_applicable():
