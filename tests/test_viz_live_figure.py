@@ -26,3 +26,16 @@ def test_the_first_state_carries_plotly_s_module_and_a_small_loader_keyed_by_its
 def test_interactive_widgets_are_live_figures():
     assert isinstance(widgets.as_widget(go.Figure(), True), LiveFigure)
     assert not isinstance(widgets.as_widget(go.Figure(), False), go.FigureWidget)
+
+
+def test_headless_use_never_loads_the_figure_widget():
+    """Loading plotly's FigureWidget class costs about 1 s: papermill runs and tests (headless) must not pay it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ipywidgets as w, plotly.graph_objects as go; from viz import widgets; "
+            "widgets.explorer(lambda n: go.Figure(), {'n': w.IntSlider()}, flag=False); "
+            "widgets.as_widget(go.Figure(), False); "
+            "print('viz.live_figure' in sys.modules, 'plotly.graph_objs._figurewidget' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

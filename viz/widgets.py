@@ -18,8 +18,6 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import plotly.graph_objects as go
 
-from .live_figure import LiveFigure
-
 HEADLESS_ENV = "LONGLAB_HEADLESS"
 
 
@@ -53,7 +51,11 @@ def gaps(values, keep=None) -> np.ndarray:
 
 def as_widget(fig: go.Figure, flag: bool | None = None):
     """LiveFigure(fig) (a go.FigureWidget, see viz.live_figure) when interactive(flag), else `fig` unchanged."""
-    return LiveFigure(fig) if interactive(flag) else fig
+    if not interactive(flag):
+        return fig
+    from .live_figure import LiveFigure  # loading plotly's FigureWidget takes about 1 s: only when live
+
+    return LiveFigure(fig)
 
 
 def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, object], flag: bool | None = None,
@@ -82,6 +84,8 @@ def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, objec
         return make_figure(**values())
 
     import ipywidgets as w
+
+    from .live_figure import LiveFigure
 
     shown_when = dict(shown_when or {})
     unknown = set(shown_when) - set(controls)
