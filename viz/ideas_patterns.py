@@ -158,7 +158,7 @@ def decode_cache(segment_lengths=(16, 32, 64), dilation_rates=(1, 2, 4), heads: 
 def _slider(value, lo, hi, step=1, description=""):
     import ipywidgets as w
 
-    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=description, continuous_update=False)
+    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=description)
 
 
 def rerope_explorer(n=48, window=16, leak=0.0, flag=None):
@@ -166,7 +166,7 @@ def rerope_explorer(n=48, window=16, leak=0.0, flag=None):
 
     return explorer(rerope_positions, {"n": _slider(n, 8, 128, 8, "N"), "window": _slider(window, 1, 64, 1, "w"),
                                        "leak": w.FloatSlider(value=leak, min=0, max=16, step=1,
-                                                             description="s (0 = inf)", continuous_update=False)},
+                                                             description="s (0 = inf)")},
                     flag)
 
 

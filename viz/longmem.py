@@ -134,7 +134,7 @@ def retrieved_chunks_explorer(ret, chunk_size: int, query: int | None = None, he
 
     n = ret.tokens.numel()
     controls = {"query": w.IntSlider(value=n - 1 if query is None else query, min=0, max=n - 1,
-                                     description="query byte", continuous_update=False),
+                                     description="query byte"),
                 "head": w.Dropdown(options=list(range(ret.heads)), value=head, description="head")}
     return explorer(lambda query, head: retrieved_chunks_figure(ret, query, head, chunk_size), controls, flag=flag)
 

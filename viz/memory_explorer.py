@@ -60,7 +60,7 @@ def retrieval_explorer(ret, query: int | None = None, flag: bool | None = None):
     n = ret.tokens.numel()
     start = n - 1 if query is None else query
     slider = w.IntSlider(value=start, min=0, max=n - 1, step=1, description="query byte",
-                         continuous_update=False, layout=w.Layout(width="600px"))
+                         layout=w.Layout(width="600px"))
     return explorer(lambda query: retrieval_figure(ret, query), {"query": slider}, flag=flag)
 
 
