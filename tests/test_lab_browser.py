@@ -340,8 +340,8 @@ def _drive(notebook, base, token, page, folders):
     _screenshots(page, folders, "after")
     width = page.evaluate(f"() => document.querySelector('{PANEL} .jp-OutputArea-output').clientWidth")
     (folders[-1] / "console.txt").write_text("\n".join(page.console_log + page.uncaught))
-    assert not page.uncaught, f"{notebook}: uncaught errors in the page:\n" + "\n".join(page.uncaught)
     (folders[-1] / "moves.json").write_text(json.dumps({"output_width_px": width, "moves": moves}, indent=1))
+    assert not page.uncaught, f"{notebook}: uncaught errors in the page:\n" + "\n".join(page.uncaught)
 
 
 def _exercise(page, box, notebook, index) -> list[str]:

@@ -107,7 +107,7 @@ def explorer(make_figure: Callable[..., go.Figure], controls: Mapping[str, objec
         # A fresh figure per redraw: the front end builds it from its full state in one message. Editing the
         # live one in place (delete traces, add traces, relayout) is a burst of messages whose transient values
         # a busy browser can miss, leaving a blank figure (seen under load in the browser test). LiveFigure
-        # makes the fresh figure cheap: plotly's front-end module is not sent and compiled again.
+        # makes the fresh figure cheap: plotly's front-end module is not compiled again.
         show_applicable()
         old, box.figure = box.figure, LiveFigure(make_figure(**values()))
         box.children = (*box.children[:-1], box.figure)
