@@ -189,10 +189,13 @@ display(distraction_figure(live, title=f"live rerun: {R_LANES} lanes x {R_BATCHE
 # something to the model, and here it is not: the model cannot copy, not even 64 bytes repeated inside its own
 # window. With negatives in view, the cheapest way to stop the distraction is to look less at all previous windows,
 # and that is what the $d = 8$ model learnt. `data/focused/diagnose_distraction.py` records the numbers below; the
-# last two lines are ceilings on the same windows: a perfectly sharp head matching the last $n$ bytes, and an
-# induction-like head that scores $\beta$ per byte of the longest common suffix (up to 16 bytes), so that long
-# matches, rare in other documents, count most. The last line sets the goal (twice the plain model's $r_8$) against
-# the best of each: reaching it takes a model that matches content nearly ideally, which these do not.
+# three lines under the table are ceilings on the same windows: a perfectly sharp head matching the last $n$ bytes;
+# an induction-like head that scores $\beta$ per byte of the longest common suffix (up to 16 bytes), so that long
+# matches, rare in other documents, count most; and a head that copies nothing but scores $\beta$ times the cosine
+# between the byte counts of the query's window so far and of the key's window up to the key (how alike the two
+# windows look, something one uniform attention head below could supply). The last line sets the goal (twice the
+# plain model's $r_8$) against the best of each: either a near-ideal copier or a sharp window-statistics matcher
+# would reach it; these models learnt neither, because nothing in their loss paid for it.
 
 # %%
 diagnosis = json.loads(Path(DISTRACTION).with_name("distraction_diagnosis.json").read_text())
@@ -208,9 +211,12 @@ rows.append("\nIdeal content-matching head, $r_8$ by $n$: " + ", ".join(f"{n}: {
 longest = diagnosis["longest_match_ceiling"]["r_8_by_beta_per_byte"]
 rows.append("\nLongest-match head, $r_8$ by $\\beta$ per byte: "
             + ", ".join(f"{b}: {r:.3f}" for b, r in longest.items()))
+statistics = diagnosis["window_statistics_ceiling"]["r_8_by_beta"]
+rows.append("\nWindow-statistics head, $r_8$ by $\\beta$: " + ", ".join(f"{b}: {r:.3f}" for b, r in statistics.items()))
 goal = 2 * diagnosis["models"]["trained_d1"]["r_8"]
-rows.append(f"\nGoal {goal:.3f} (2x the plain model's $r_8$); best ideal n-byte head {max(ceiling.values()):.3f}, best "
-            f"longest-match head {max(longest.values()):.3f}.")
+rows.append(f"\nGoal {goal:.3f} (2x the plain model's $r_8$); best ideal n-byte head {max(ceiling.values()):.3f}, "
+            f"best longest-match head {max(longest.values()):.3f}, "
+            f"best window-statistics head {max(statistics.values()):.3f}.")
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]

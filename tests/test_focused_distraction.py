@@ -139,7 +139,12 @@ def test_distraction_diagnosis_record_and_recheck():
     rec = json.loads((data / "distraction_diagnosis.json").read_text())
     sys.path.insert(0, str(data))
     try:
-        from diagnose_distraction import content_matching_ceiling, diagnose, longest_match_ceiling
+        from diagnose_distraction import (
+            content_matching_ceiling,
+            diagnose,
+            longest_match_ceiling,
+            window_statistics_ceiling,
+        )
         from make_distraction import CHECKPOINTS, held_out_documents
     finally:
         sys.path.remove(str(data))
@@ -157,6 +162,9 @@ def test_distraction_diagnosis_record_and_recheck():
     longest = rec["longest_match_ceiling"]["r_8_by_beta_per_byte"]
     assert list(longest.values()) == sorted(longest.values())  # weighting long matches more sharpens the focus
     assert max(longest.values()) > 2 * models["trained_d1"]["r_8"]  # a near-ideal copier would reach the 2x goal
+    statistics = rec["window_statistics_ceiling"]["r_8_by_beta"]
+    assert list(statistics.values()) == sorted(statistics.values())
+    assert max(statistics.values()) > 2 * models["trained_d1"]["r_8"]  # so would a head comparing byte statistics
     batch = CrossbatchBatches(held_out_documents(rec["window"]), 8, rec["window"], "8", seed=2).batch()
     for name, d in (("trained_d1", 1), ("trained_d8", 8)):
         live = diagnose(load_checkpoint(CHECKPOINTS[d])[0], batch)
@@ -165,6 +173,8 @@ def test_distraction_diagnosis_record_and_recheck():
             assert abs(live[key] - models[name][key]) < margin, (name, key, live[key], models[name][key])
     assert abs(content_matching_ceiling(batch, 3, 12.0) - rec["content_matching_ceiling"]["r_8_by_ngram"]["3"]) < 0.08
     assert abs(longest_match_ceiling(batch, 4.0) - longest["4.0"]) < 0.08
+    assert abs(window_statistics_ceiling(batch, 32.0) - statistics["32.0"]) < 0.08
     copied = copy.copy(batch)  # each lane's positive = its current window: every suffix matches there, in full
     copied.prev = batch.curr.clone()
     assert longest_match_ceiling(copied, 4.0) > 0.95 and content_matching_ceiling(copied, 3, 12.0) > 0.6
+    assert window_statistics_ceiling(copied, 64.0) > 0.85  # the positive's counts equal the query's at one key each

@@ -9,10 +9,12 @@ For each model (the converted base before fine-tuning, crossbatch d = 1, crossba
   the positive is worth to the model, i.e. how much reason the LM loss gives it to prefer the positive;
 - whether the model can copy at all: the loss on 64 bytes repeated verbatim inside the window (first time, second
   time), and on a current window whose previous window is an exact copy of it (d = 1) against no previous window.
-And two ceilings on the same windows: r_8 of an ideal content-matching head (score beta on keys whose last n
-bytes equal the query's last n bytes, 0 elsewhere), and of an induction-like head that scores beta per matching
+And three ceilings on the same windows: r_8 of an ideal content-matching head (score beta on keys whose last n
+bytes equal the query's last n bytes, 0 elsewhere), of an induction-like head that scores beta per matching
 byte of the longest common suffix (up to 16 bytes), so longer matches, which are rarer in other documents, weigh
-more: what matching content can give on 128-byte code windows.
+more: what matching content can give on 128-byte code windows; and of a head that copies nothing but compares
+window statistics (beta times the cosine between the byte counts of the query's window so far and of the key's
+window up to the key), a feature one uniform attention head below the memory layer could supply.
 
     .venv/bin/python data/focused/diagnose_distraction.py      # ~1 min on one thread; writes distraction_diagnosis.json
 """
@@ -34,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 RESULT = HERE / "distraction_diagnosis.json"
 NGRAMS, SHARPNESS = (1, 2, 3, 4, 6), 12.0
 LONGEST, PER_BYTE = 16, (0.5, 1.0, 2.0, 4.0)  # longest-match head: suffixes up to 16 bytes, beta per matching byte
+STATISTICS_BETA = (8.0, 16.0, 32.0, 64.0)  # window-statistics head: beta per unit of cosine
 
 
 def current_loss(model, batch: CrossbatchBatch, layout) -> float:
@@ -109,6 +112,21 @@ def longest_match_ceiling(batch: CrossbatchBatch, beta: float, max_n: int = LONG
     return float((mass[..., 0] / mass.sum(-1)).mean())
 
 
+def byte_counts_so_far(tokens: torch.Tensor) -> torch.Tensor:
+    """(b, N, 256) unit-length vector of the byte counts of each window up to and including each position."""
+    counts = torch.nn.functional.one_hot(tokens, 256).double().cumsum(1)
+    return counts / counts.norm(dim=-1, keepdim=True)
+
+
+def window_statistics_ceiling(batch: CrossbatchBatch, beta: float) -> float:
+    """r_d of a head scoring beta * cos(byte counts of the query's window so far, of the key's window up to the key):
+    no byte of the key is matched, only how alike the two windows' byte statistics are."""
+    queries, keys = byte_counts_so_far(batch.curr), byte_counts_so_far(batch.prev)[batch.layout.sources]
+    cosine = torch.einsum("bnv,bdmv->bndm", queries, keys)  # (b, N, d, N)
+    mass = torch.exp(beta * (cosine - 1)).sum(-1)  # shifted by the largest possible score: no overflow
+    return float((mass[..., 0] / mass.sum(-1)).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--window", type=int, default=128)
@@ -135,12 +153,15 @@ def main() -> None:
     print("ideal content-matching head, r_8 by n: " + ", ".join(f"{n}: {r:.3f}" for n, r in ceiling.items()))
     longest = {str(beta): longest_match_ceiling(batch, beta) for beta in PER_BYTE}
     print("longest-match head, r_8 by beta per byte: " + ", ".join(f"{b}: {r:.3f}" for b, r in longest.items()))
+    statistics = {str(beta): window_statistics_ceiling(batch, beta) for beta in STATISTICS_BETA}
+    print("window-statistics head, r_8 by beta: " + ", ".join(f"{b}: {r:.3f}" for b, r in statistics.items()))
     record = {
         "question": "why r_d ~ 1/d for every distraction model (make_distraction.py)",
         "command": "python data/focused/diagnose_distraction.py",
         "window": args.window, "lanes": args.lanes, "seed": args.seed, "d": 8, "models": rows,
         "content_matching_ceiling": {"sharpness_beta": SHARPNESS, "r_8_by_ngram": ceiling},
         "longest_match_ceiling": {"max_suffix_bytes": LONGEST, "r_8_by_beta_per_byte": longest},
+        "window_statistics_ceiling": {"r_8_by_beta": statistics},
     }
     write_json(RESULT, record)
     print(f"wrote {RESULT}")
