@@ -99,7 +99,7 @@ def content_matching_ceiling(batch: CrossbatchBatch, n: int, beta: float) -> flo
     queries, keys = ngram_ids(batch.curr, n), ngram_ids(batch.prev, n)
     matches = (queries[:, :, None, None] == keys[batch.layout.sources][:, None]).sum(-1).double()  # (b, N, d)
     mass = (window - matches) + matches * math.exp(beta)
-    return float((mass[..., 0] / mass.sum(-1)).mean())
+    return distraction_ratio(mass)
 
 
 def longest_match_ceiling(batch: CrossbatchBatch, beta: float, max_n: int = LONGEST) -> float:
@@ -109,7 +109,7 @@ def longest_match_ceiling(batch: CrossbatchBatch, beta: float, max_n: int = LONG
         queries, keys = ngram_ids(batch.curr, n), ngram_ids(batch.prev, n)
         length = length + (queries[:, :, None, None] == keys[batch.layout.sources][:, None]).double()  # (b,N,d,N)
     mass = torch.exp(beta * length).sum(-1)  # (b, N, d)
-    return float((mass[..., 0] / mass.sum(-1)).mean())
+    return distraction_ratio(mass)
 
 
 def byte_counts_so_far(tokens: torch.Tensor) -> torch.Tensor:
@@ -124,7 +124,7 @@ def window_statistics_ceiling(batch: CrossbatchBatch, beta: float) -> float:
     queries, keys = byte_counts_so_far(batch.curr), byte_counts_so_far(batch.prev)[batch.layout.sources]
     cosine = torch.einsum("bnv,bdmv->bndm", queries, keys)  # (b, N, d, N)
     mass = torch.exp(beta * (cosine - 1)).sum(-1)  # shifted by the largest possible score: no overflow
-    return float((mass[..., 0] / mass.sum(-1)).mean())
+    return distraction_ratio(mass)
 
 
 def main() -> None:
