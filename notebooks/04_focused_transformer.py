@@ -389,6 +389,14 @@ else:
             "Reading windows that overlap by $L/2$ (`read_into_memory(..., overlap=L // 2)`: each window re-reads "
             "the last $L/2$ bytes and stores only its new ones, twice the reading compute) stores every byte with at "
             "least $L/2$ bytes before it:\n\n" + markdown_table(rows)))
+    probe = passkey.get("one_L_instruction_probe")
+    if probe:  # why 1 L is the weak point of both reads
+        ask, swap = probe["instruction"], probe["filler_instead"]
+        display(Markdown(
+            f"At 1 L both reads are weak ({ask['plain']:.0%} plain, {ask['overlapped']:.0%} overlapping): the prompt "
+            "has no filler, so the key line follows the instruction paragraph, which no training window shows. "
+            f"The same {probe['prompts']} prompts with filler of the same length in place of the instruction: "
+            f"{swap['plain']:.0%} plain, {swap['overlapped']:.0%} overlapping."))
 
 
 # %% [markdown]

@@ -53,9 +53,16 @@ def test_distraction_record_and_recheck():
 
 @pytest.mark.slow
 def test_passkey_record_and_recheck():
+    import sys
+
     from longlab.memory.focused.tasks import passkey_trial
     from longlab.tasks import make_passkeys
 
+    sys.path.insert(0, str(DATA))
+    try:
+        from make_passkey import instruction_probe
+    finally:
+        sys.path.remove(str(DATA))
     rec = record("passkey")
     window = rec["window_L"]
     mem = {p["multiple_of_L"]: p for p in rec["curves"]["focused, memory"]}
@@ -81,6 +88,16 @@ def test_passkey_record_and_recheck():
     examples = make_passkeys(64 * window, 8, seed=2064)
     live = sum(passkey_trial(model, e, memory=True, overlap=window // 2)[0] for e in examples) / len(examples)
     assert live >= 0.75, live
+    # 1 L is the weak point of both reads because its key line follows the instruction paragraph, which no training
+    # window shows: with filler of the same length in its place the same prompts are answered
+    probe = rec["one_L_instruction_probe"]
+    assert probe["instruction"] == {"plain": mem[1]["accuracy"], "overlapped": overlapped[1]["accuracy"]}
+    for reading in ("plain", "overlapped"):
+        assert probe["filler_instead"][reading] >= 0.9
+        assert probe["instruction"][reading] <= probe["filler_instead"][reading] - 0.3
+    live = instruction_probe(model, 16, seed=3001)
+    assert min(live["filler_instead"].values()) >= 0.8, live
+    assert live["instruction"]["overlapped"] <= live["filler_instead"]["overlapped"] - 0.3, live
 
 
 @pytest.mark.slow

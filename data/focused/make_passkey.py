@@ -20,6 +20,10 @@ lr 1e-3 with the key's repeat in the key line as a target too (--repeat-targets)
 The measurement asks each prompt three ways: read into memory in plain windows of L, in windows overlapping by L/2
 (each stores only its new bytes, so no key is stored without the bytes before it), and without memory.
 
+At 1 L there is no filler: the key line follows the instruction paragraph directly, which no training window
+shows (the training windows hold filler and the key line only). `instruction_probe` asks the 1 L prompts again
+with the instruction replaced by filler of the same length (the key at the same offset), both reads.
+
 Without --from-scratch: 3 layers (dense, focused, dense) fine-tuned from the committed source-code checkpoint
 (data/checkpoints/tiny_memorizing) on 8-lane batches, the first recipe; it never copied the digits (0/10 at every
 length). A 64-lane fine-tune of the claim-2 dictionary model (its window stretched to 128, lr 1e-3) stayed near
@@ -28,6 +32,7 @@ not recorded).
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from pathlib import Path
@@ -40,6 +45,7 @@ from longlab.memory.focused.crossbatch import crossbatch_loss
 from longlab.memory.focused.tasks import key_cut_by_window, passkey_batch, passkey_trial
 from longlab.models import TinyLM, TinyLMConfig, load_checkpoint, save_checkpoint
 from longlab.tasks import make_passkeys
+from longlab.tasks.passkey import FILLER, INSTRUCTION
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -78,6 +84,20 @@ def train(steps: int, lanes: int, lr: float, seed: int, local_share: float, from
     print(f"wrote {save_checkpoint(model, CHECKPOINT, info)}")
 
 
+def instruction_probe(model, count: int, seed: int) -> dict:
+    """Accuracy on `count` 1 L prompts as made (the key line right after the instruction paragraph) and with the
+    instruction replaced by filler of the same length, each read in plain and in overlapped (L/2) windows."""
+    examples = make_passkeys(WINDOW, count, seed=seed)
+    if not all(e.prompt.startswith(INSTRUCTION) and e.key_offset == len(INSTRUCTION) for e in examples):
+        raise ValueError("a 1 L prompt is expected to hold the instruction and then the key line, with no filler")
+    filler = (FILLER * (len(INSTRUCTION) // len(FILLER) + 1))[: len(INSTRUCTION)]
+    swapped = [dataclasses.replace(e, prompt=filler + e.prompt[len(INSTRUCTION):]) for e in examples]
+    accuracy = lambda group, overlap: sum(passkey_trial(model, e, True, overlap)[0] for e in group) / count  # noqa: E731
+    return {"prompts": count, "seed": seed,
+            **{name: {"plain": accuracy(group, 0), "overlapped": accuracy(group, WINDOW // 2)}
+               for name, group in (("instruction", examples), ("filler_instead", swapped))}}
+
+
 def measure(multiples: list[int], count: int, seed: int) -> dict:
     model, info = load_checkpoint(CHECKPOINT)
     runs = ((True, 0, "focused, memory"), (True, WINDOW // 2, OVERLAPPED),
@@ -108,6 +128,7 @@ def measure(multiples: list[int], count: int, seed: int) -> dict:
                        "aim >= 80% at 64 L", "command": "python data/focused/make_passkey.py train; ... measure",
               "window_L": WINDOW, "examples_per_length": count, "seed": seed, "curves": curves,
               "key_line_mass_per_head": masses,
+              "one_L_instruction_probe": instruction_probe(model, count, seed + 1),
               "train": {"kinds": ",".join(model.config.attention), **info}}
     write_json(RESULT, result)
     print(f"wrote {RESULT}")
