@@ -45,7 +45,7 @@ from longlab.memory.focused.crossbatch import crossbatch_loss
 from longlab.memory.focused.tasks import key_cut_by_window, passkey_batch, passkey_trial
 from longlab.models import TinyLM, TinyLMConfig, load_checkpoint, save_checkpoint
 from longlab.tasks import make_passkeys
-from longlab.tasks.passkey import FILLER, INSTRUCTION
+from longlab.tasks.passkey import INSTRUCTION, filler
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -90,8 +90,7 @@ def instruction_probe(model, count: int, seed: int) -> dict:
     examples = make_passkeys(WINDOW, count, seed=seed)
     if not all(e.prompt.startswith(INSTRUCTION) and e.key_offset == len(INSTRUCTION) for e in examples):
         raise ValueError("a 1 L prompt is expected to hold the instruction and then the key line, with no filler")
-    filler = (FILLER * (len(INSTRUCTION) // len(FILLER) + 1))[: len(INSTRUCTION)]
-    swapped = [dataclasses.replace(e, prompt=filler + e.prompt[len(INSTRUCTION):]) for e in examples]
+    swapped = [dataclasses.replace(e, prompt=filler(len(INSTRUCTION)) + e.prompt[len(INSTRUCTION):]) for e in examples]
     accuracy = lambda group, overlap: sum(passkey_trial(model, e, True, overlap)[0] for e in group) / count  # noqa: E731
     return {"prompts": count, "seed": seed,
             **{name: {"plain": accuracy(group, 0), "overlapped": accuracy(group, WINDOW // 2)}

@@ -17,6 +17,11 @@ KEY_LINE = "\nThe pass key is {key}. Remember it. {key} is the pass key.\n"
 QUESTION = "\nWhat is the pass key? The pass key is "
 
 
+def filler(chars: int) -> str:
+    """The first `chars` characters of FILLER repeated (the text a prompt hides its key line in)."""
+    return (FILLER * (chars // len(FILLER) + 1))[:chars]
+
+
 def key_offsets(key: str) -> tuple[int, int]:
     """Offsets of the key's two occurrences in KEY_LINE.format(key=key) (the line holds no other digits)."""
     line = KEY_LINE.format(key=key)
@@ -50,9 +55,9 @@ def make_passkey(length: int, depth: float | None = None, seed: int = 0, instruc
     key_line = KEY_LINE.format(key=key)
     head = INSTRUCTION if instruction else ""
     filler_chars = max(0, length - len(head) - len(key_line) - len(QUESTION))
-    filler = (FILLER * (filler_chars // len(FILLER) + 1))[:filler_chars]
+    text = filler(filler_chars)
     cut = int(round(depth * filler_chars))
-    prompt = head + filler[:cut] + key_line + filler[cut:] + QUESTION
+    prompt = head + text[:cut] + key_line + text[cut:] + QUESTION
     return PasskeyExample(prompt, str(key), len(head) + cut, depth)
 
 
